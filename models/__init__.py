@@ -1,0 +1,40 @@
+"""What the body does and how to compute it: cytokine-balance ODE models and their solvers."""
+
+from .library import MODELS, get_model
+from .simulate import SolverError, simulate
+from .solvers import Event, Solution, SolverSettings, solve
+from .spec import (
+    Beta,
+    Input,
+    LogNormal,
+    MathNamespace,
+    ModelError,
+    Normal,
+    Observable,
+    OdeModel,
+    Parameter,
+    Prior,
+    State,
+)
+
+__all__ = [
+    "MODELS",
+    "Beta",
+    "Event",
+    "Input",
+    "LogNormal",
+    "MathNamespace",
+    "ModelError",
+    "Normal",
+    "Observable",
+    "OdeModel",
+    "Parameter",
+    "Prior",
+    "Solution",
+    "SolverError",
+    "SolverSettings",
+    "State",
+    "get_model",
+    "simulate",
+    "solve",
+]
