@@ -159,14 +159,14 @@ def source_hash(model: OdeModel) -> str:
     return digest.hexdigest()[:16]
 
 
-_LOADED: dict[str, ModuleType] = {}
+_LOADED: dict[OdeModel, ModuleType] = {}
 
 
 def compile_model(model: OdeModel) -> ModuleType:
     """Generate, write (atomically) and import the model's numba module; cached per process."""
+    if model in _LOADED:
+        return _LOADED[model]
     key = f"{model.name}_{source_hash(model)}"
-    if key in _LOADED:
-        return _LOADED[key]
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"cb_{key}.py"
@@ -180,5 +180,5 @@ def compile_model(model: OdeModel) -> ModuleType:
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     module.SOURCE_HASH = key
-    _LOADED[key] = module
+    _LOADED[model] = module
     return module

@@ -1,0 +1,165 @@
+"""The PyTensor Op that solves a batch of subjects and returns observables with sensitivities.
+
+One Op call solves every subject of a cohort. It has three outputs: the observables at the
+sample rows, their sensitivities d observable / d theta, and a per-subject solver status. The
+gradient (``L_op``) is the vector-Jacobian product with the sensitivities, done in the graph, so
+the log density and its gradient cost one solver call. A numba implementation is registered so
+that nutpie compiles the whole log density, solver included.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.gradient import DisconnectedType, grad_not_implemented
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
+
+from models.codegen import compile_model
+from models.solvers import SolverSettings, kernel
+from models.solvers.common import SUCCESS
+from models.spec import OdeModel
+
+
+class FailureCounter:
+    """Counts solver failures (subjects whose solve failed) across all Op calls of a model."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def add(self, n: int) -> None:
+        """Record ``n`` more failures."""
+        with self._lock:
+            self.count += int(n)
+
+    def reset(self) -> int:
+        """Return the count and start again from zero."""
+        with self._lock:
+            n, self.count = self.count, 0
+            return n
+
+
+# One counter per compiled kernel identity, reachable from numba's object mode by key.
+_COUNTERS: dict[str, FailureCounter] = {}
+
+
+def _record_failures(key: str, n: int) -> None:
+    _COUNTERS[key].add(n)
+
+
+class OdeSolveOp(Op):
+    """Solve a model for a batch of subjects: ``(theta, times, events) -> (obs, d obs/d theta, status)``.
+
+    Parameters
+    ----------
+    model
+        The ODE model.
+    settings
+        Solver method and tolerances.
+
+    Notes
+    -----
+    Inputs, in order: ``theta`` (n_subjects x n_theta: parameters then inputs), ``t_out`` (flat
+    sample times), ``row_ptr`` (subject s owns rows ``row_ptr[s]:row_ptr[s+1]``), and the packed
+    events ``ev_time, ev_kind, ev_index, ev_value, ev_ptr`` (see ``models.solvers.pack_events``).
+    Outputs: ``obs`` (n_rows x n_observables), ``sens`` (n_rows x n_observables x n_theta) and
+    ``status`` (n_subjects, 0 = success). A failed subject's rows are NaN, which makes the log
+    density non-finite so the sampler rejects the proposal; the Op never raises on a numerical
+    failure and counts failures in :attr:`failures`.
+    """
+
+    __props__ = ("model_key", "method", "rtol", "atol", "max_steps")
+
+    def __init__(self, model: OdeModel, settings: SolverSettings) -> None:
+        self.model = model
+        self.model_key = compile_model(model).SOURCE_HASH
+        self.method = settings.method
+        self.rtol = float(settings.rtol)
+        self.atol = float(settings.atol)
+        self.max_steps = int(settings.max_steps)
+        self.observed = model.observable_states()
+        self.failures = _COUNTERS.setdefault(self.counter_key, FailureCounter())
+
+    @property
+    def counter_key(self) -> str:
+        """Identity of this Op's kernel and settings (the failure counter is shared by it)."""
+        return f"{self.model_key}|{self.method}|{self.rtol}|{self.atol}|{self.max_steps}"
+
+    def make_node(self, theta, t_out, row_ptr, ev_time, ev_kind, ev_index, ev_value, ev_ptr):  # noqa: D102
+        theta = pt.as_tensor_variable(theta).astype("float64")
+        floats = [pt.as_tensor_variable(x).astype("float64") for x in (t_out, ev_time, ev_value)]
+        ints = [pt.as_tensor_variable(x).astype("int64") for x in (row_ptr, ev_kind, ev_index, ev_ptr)]
+        if theta.ndim != 2:
+            raise TypeError(f"theta must be a matrix (subjects x theta), got ndim={theta.ndim}")
+        if any(x.ndim != 1 for x in floats + ints):
+            raise TypeError("times, row pointers and event arrays must be vectors")
+        t_out, ev_time, ev_value = floats
+        row_ptr, ev_kind, ev_index, ev_ptr = ints
+        inputs = [theta, t_out, row_ptr, ev_time, ev_kind, ev_index, ev_value, ev_ptr]
+        outputs = [pt.dmatrix(), pt.dtensor3(), pt.lvector()]
+        return Apply(self, inputs, outputs)
+
+    def perform(self, node, inputs, output_storage):  # noqa: D102
+        theta, t_out, row_ptr, ev_time, ev_kind, ev_index, ev_value, ev_ptr = inputs
+        y, sens, status, _ = kernel(self.model, self.method)(
+            np.ascontiguousarray(theta), t_out, row_ptr, ev_time, ev_kind, ev_index, ev_value, ev_ptr,
+            self.rtol, self.atol, self.max_steps,
+        )
+        failed = int(np.sum(status != SUCCESS))
+        if failed:
+            self.failures.add(failed)
+        output_storage[0][0] = y[:, self.observed]
+        output_storage[1][0] = sens[:, self.observed, :]
+        output_storage[2][0] = status
+
+    def infer_shape(self, fgraph, node, shapes):  # noqa: D102
+        n_subjects, n_theta = shapes[0]
+        n_rows = shapes[1][0]
+        k = len(self.observed)
+        return [(n_rows, k), (n_rows, k, n_theta), (n_subjects,)]
+
+    def connection_pattern(self, node):  # noqa: D102
+        return [[True, True, False]] + [[False, False, False]] * 7
+
+    def L_op(self, inputs, outputs, output_grads):  # noqa: D102
+        theta, row_ptr = inputs[0], inputs[2]
+        g_obs, g_sens = output_grads[0], output_grads[1]
+        if not isinstance(g_sens.type, DisconnectedType):
+            return [grad_not_implemented(self, 0, theta, "second derivatives of the ODE solution")]
+        grads = [DisconnectedType()() for _ in inputs[1:]]
+        if isinstance(g_obs.type, DisconnectedType):
+            return [DisconnectedType()(), *grads]
+        # Vector-Jacobian product per row, then summed over each subject's rows.
+        per_row = (g_obs[:, :, None] * outputs[1]).sum(axis=1)
+        subject_of_row = pt.repeat(pt.arange(theta.shape[0]), pt.diff(row_ptr))
+        theta_grad = pt.zeros_like(theta)[subject_of_row].inc(per_row)
+        return [theta_grad, *grads]
+
+
+@register_funcify_default_op_cache_key(OdeSolveOp)
+def numba_funcify_ode_solve(op, node, **kwargs):
+    """Numba implementation of :class:`OdeSolveOp`: the model's batch kernel, no Python in the loop."""
+    solve = kernel(op.model, op.method)
+    observed = op.observed.copy()
+    rtol, atol, max_steps = op.rtol, op.atol, op.max_steps
+    key = op.counter_key
+
+    @numba.njit
+    def ode_solve(theta, t_out, row_ptr, ev_time, ev_kind, ev_index, ev_value, ev_ptr):
+        y, sens, status, _ = solve(np.ascontiguousarray(theta), t_out, row_ptr, ev_time, ev_kind,
+                                   ev_index, ev_value, ev_ptr, rtol, atol, max_steps)
+        failed = 0
+        for s in status:
+            if s != SUCCESS:
+                failed += 1
+        if failed:
+            with numba.objmode():
+                _record_failures(key, failed)
+        return y[:, observed], sens[:, observed, :], status
+
+    return ode_solve
