@@ -191,7 +191,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--target-accept", type=float, default=0.9)
+    p.add_argument("--target-accept", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie")
     p.add_argument("--fixed", help="fix parameters, e.g. r=0")

@@ -47,7 +47,7 @@ def fit(
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
-    target_accept: float = 0.8,
+    target_accept: float = 0.95,
     seed: int = 0,
     progress: bool = True,
 ) -> az.InferenceData:
@@ -92,6 +92,12 @@ def fit(
         idata = nutpie.sample(
             compiled, draws=draws, tune=tune, chains=chains, seed=seed,
             target_accept=target_accept, progress_bar=progress, save_warmup=False,
+            low_rank_modified_mass_matrix=True,
+        )
+        # nutpie also stores the sampler's unconstrained coordinates (``k_T_log__``); keep the
+        # model's own variables, as PyMC does.
+        idata.posterior = idata.posterior.drop_vars(
+            [v for v in idata.posterior.data_vars if v.endswith("__")]
         )
     else:
         compile_seconds = 0.0
