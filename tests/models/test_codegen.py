@@ -1,0 +1,133 @@
+"""Code generation: the generated numba functions against the model's float evaluation."""
+
+import numpy as np
+import pytest
+
+from models import MODELS, Input, LogNormal, ModelError, Observable, OdeModel, Parameter, State
+from models.codegen import compile_model, generate_source, source_hash, symbolic
+
+
+def _decay_rhs(s, p, u, m):
+    return {"X": -p.k * s.X}
+
+
+def _decay_rhs_changed(s, p, u, m):
+    return {"X": -p.k * s.X + 0.1}
+
+
+def _decay_initial(p, u, m):
+    return {"X": u.x0}
+
+
+def _decay(name="decay_codegen", rhs=_decay_rhs, initial=_decay_initial, state="X") -> OdeModel:
+    return OdeModel(
+        name=name,
+        title="linear decay",
+        equations="dX/dt = -k X",
+        states=(State(state, "ng/mL", "amount"),),
+        parameters=(Parameter("k", "1/h", "decay rate", LogNormal(1.0, 0.5)),),
+        inputs=(Input("x0", "ng/mL", "initial amount", default=2.0),),
+        observables=(Observable("X_obs", state, "ng/mL"),),
+        rhs=rhs,
+        initial=initial,
+    )
+
+
+def _random_point(model, rng):
+    """A prior draw of theta (inputs set to positive values) and a positive state."""
+    theta = np.array(
+        [p.prior.sample(rng) for p in model.parameters] + [rng.uniform(0.5, 5.0) for _ in model.inputs]
+    )
+    y = model.evaluate_initial(theta) * rng.uniform(0.5, 2.0, len(model.states)) + rng.uniform(
+        0.1, 1.0, len(model.states)
+    )
+    return y, theta
+
+
+def _central_difference(f, x, rel_step=1e-6):
+    """Jacobian of f at x by central differences with a step relative to each |x_j|."""
+    columns = []
+    for j in range(x.size):
+        h = rel_step * max(abs(x[j]), 1e-3)
+        up, down = x.copy(), x.copy()
+        up[j] += h
+        down[j] -= h
+        columns.append((f(up) - f(down)) / (2 * h))
+    return np.array(columns).T
+
+
+# ---- source identity -------------------------------------------------------------------------
+def test_source_hash_changes_when_the_rhs_changes():
+    base = source_hash(_decay())
+    assert source_hash(_decay()) == base  # deterministic for the same equations
+    assert source_hash(_decay(rhs=_decay_rhs_changed)) != base
+    assert source_hash(_decay(initial=lambda p, u, m: {"X": 2 * u.x0})) != base
+
+
+def test_source_hash_differs_between_library_models():
+    hashes = {source_hash(m) for m in MODELS.values()}
+    assert len(hashes) == len(MODELS)
+
+
+def test_reserved_name_raises():
+    model = _decay(rhs=lambda s, p, u, m: {"t": -p.k * s.t}, initial=lambda p, u, m: {"t": u.x0}, state="t")
+    with pytest.raises(
+        ModelError, match=r"model decay_codegen: names \['t'\] are reserved by the code generator"
+    ):
+        generate_source(model)
+
+
+def test_generated_source_lists_the_kernel_functions():
+    source = generate_source(MODELS["acute_inflammation"])
+    for name in ("rhs", "jac", "jac_theta", "sens_rhs", "initial", "initial_jac"):
+        assert f"def {name}(" in source
+    assert "N_STATES = 5" in source and "N_THETA = 15" in source
+
+
+def test_compile_model_writes_the_module_once_per_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("CYTOKINE_BALANCE_CACHE", str(tmp_path))
+    model = _decay(name="decay_compile_once")
+    module = compile_model(model)
+    key = f"decay_compile_once_{source_hash(model)}"
+    assert module.SOURCE_HASH == key
+    assert (tmp_path / f"cb_{key}.py").read_text() == generate_source(model)
+    assert compile_model(model) is module
+
+
+# ---- generated functions against the float evaluation ----------------------------------------
+@pytest.mark.parametrize("name", list(MODELS))
+def test_generated_functions_match_float_evaluation_and_finite_differences(name, rng):
+    model = MODELS[name]
+    module = compile_model(model)
+    n, q = len(model.states), len(model.theta_names)
+    sym = symbolic(model)
+    assert sym.jac_y.shape == (n, n) and sym.jac_theta.shape == (n, q)
+    for _ in range(5):
+        y, theta = _random_point(model, rng)
+        dy = np.empty(n)
+        module.rhs(0.0, y, theta, dy)
+        np.testing.assert_allclose(dy, model.evaluate_rhs(y, theta), rtol=1e-12, atol=1e-12)
+
+        J = np.empty((n, n))
+        module.jac(0.0, y, theta, J)
+        J_fd = _central_difference(lambda x, th=theta: model.evaluate_rhs(x, th), y)
+        np.testing.assert_allclose(J, J_fd, rtol=1e-6, atol=1e-6 * np.abs(J_fd).max())
+
+        Jp = np.empty((n, q))
+        module.jac_theta(0.0, y, theta, Jp)
+        Jp_fd = _central_difference(lambda th, x=y: model.evaluate_rhs(x, th), theta)
+        np.testing.assert_allclose(Jp, Jp_fd, rtol=1e-6, atol=1e-6 * np.abs(Jp_fd).max())
+
+        # Sensitivity right-hand side dS/dt = J S + df/dtheta.
+        S = rng.standard_normal((n, q))
+        dS = np.empty((n, q))
+        module.sens_rhs(0.0, y, theta, S, dS)
+        np.testing.assert_allclose(dS, J @ S + Jp, rtol=1e-12, atol=1e-12 * np.abs(J @ S + Jp).max())
+
+        y0 = np.empty(n)
+        module.initial(theta, y0)
+        np.testing.assert_allclose(y0, model.evaluate_initial(theta), rtol=1e-14)
+        S0 = np.empty((n, q))
+        module.initial_jac(theta, S0)
+        S0_fd = _central_difference(model.evaluate_initial, theta)
+        np.testing.assert_allclose(S0, S0_fd, rtol=1e-6, atol=1e-9)
