@@ -53,9 +53,15 @@ def test_pointwise_censored_loglik_matches_direct_computation(single, truth):
     theta = MODEL.theta({**fixed, "r": 0.4}, {"dose": 2.0})
     times = np.unique(obs["time"])
     sol = models.solve(MODEL, theta[None], [times])
-    state = {a: MODEL.state_names.index(o.state) for a, o in zip(MODEL.analytes, MODEL.observables)}
-    mu = np.array([sol.states[np.searchsorted(times, t), state[a]]
-                   for t, a in zip(obs["time"], obs["analyte"])])
+    state = {
+        a: MODEL.state_names.index(o.state) for a, o in zip(MODEL.analytes, MODEL.observables, strict=False)
+    }
+    mu = np.array(
+        [
+            sol.states[np.searchsorted(times, t), state[a]]
+            for t, a in zip(obs["time"], obs["analyte"], strict=False)
+        ]
+    )
     sd = sigma[[MODEL.analytes.index(a) for a in obs["analyte"]]]
     log_value = np.log(obs["value"].to_numpy())
     left = obs["censored"].to_numpy() == "left"
@@ -95,8 +101,12 @@ def test_single_subject_parameters_use_library_priors(single):
 
 
 def test_cohort_structure_random_group_and_covariate_effects(cohort):
-    options = ModelOptions(random_effects=("k_T", "r"), group_effects=("r",),
-                           covariates={"r": ("stress_score",)}, fixed={"K_C": 500.0})
+    options = ModelOptions(
+        random_effects=("k_T", "r"),
+        group_effects=("r",),
+        covariates={"r": ("stress_score",)},
+        fixed={"K_C": 500.0},
+    )
     pm_model = build_model(MODEL, cohort, options)
     free = {rv.name for rv in pm_model.free_RVs}
     assert {"k_T_mu", "k_T_sd", "k_T_z", "r_mu", "r_sd", "r_z", "r_group", "r_beta"} <= free
@@ -129,28 +139,32 @@ def test_subset_of_observables_and_untidy_cohort(cohort):
     assert len(lay.obs_row) == len(cohort.observations)
     assert sum(len(t) for t in lay.times) == lay.obs_row.max() + 1
 
-    tnf_only = load_dataset(cohort.observations[cohort.observations["analyte"] == "TNF"]
-                            .drop(columns=["censored"]).assign(unit="pg/mL"))
+    tnf_only = load_dataset(
+        cohort.observations[cohort.observations["analyte"] == "TNF"]
+        .drop(columns=["censored"])
+        .assign(unit="pg/mL")
+    )
     pm_model = build_model(MODEL, tnf_only, ModelOptions(fixed={"K_C": 500.0}))
     assert list(pm_model.coords["analyte"]) == ["TNF"]
 
 
 def test_bolus_event_shifts_prediction(single, truth):
     fixed = {k: float(truth[k]) for k in MODEL.parameter_names}
-    events = pd.DataFrame({"subject": ["S01"], "time": [6.0], "kind": ["bolus"], "target": ["L"],
-                           "value": [2.0]})
+    events = pd.DataFrame(
+        {"subject": ["S01"], "time": [6.0], "kind": ["bolus"], "target": ["L"], "value": [2.0]}
+    )
     with_dose = load_dataset(SINGLE, events=events)
     # The second dose raises TNF after 6 h; the likelihood sees it only in later samples.
-    expected = models.simulate(MODEL, fixed, {"dose": 2.0}, [0, 6, 8],
-                               events=[models.Event(6.0, "bolus", "L", 2.0)])
+    expected = models.simulate(
+        MODEL, fixed, {"dose": 2.0}, [0, 6, 8], events=[models.Event(6.0, "bolus", "L", 2.0)]
+    )
     plain = models.simulate(MODEL, fixed, {"dose": 2.0}, [0, 6, 8])
     assert expected["T"].iloc[2] > 5 * plain["T"].iloc[2]
     pm_model = build_model(MODEL, with_dose, ModelOptions(fixed=fixed))
     point = pm_model.initial_point()
     loglik = _evaluate(pm_model, pm_model.logp(vars=[pm_model["log_y"]], sum=False)[0], point)
     plain_model = build_model(MODEL, single, ModelOptions(fixed=fixed))
-    plain_loglik = _evaluate(plain_model, plain_model.logp(vars=[plain_model["log_y"]], sum=False)[0],
-                             point)
+    plain_loglik = _evaluate(plain_model, plain_model.logp(vars=[plain_model["log_y"]], sum=False)[0], point)
     late = (single.observations["time"] > 6).to_numpy()
     # Up to the solver tolerance (the event ends an integration segment at 6 h).
     np.testing.assert_allclose(loglik[~late], plain_loglik[~late], atol=1e-5)
@@ -162,11 +176,17 @@ def test_bolus_event_shifts_prediction(single, truth):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (ModelOptions(fixed={"nope": 1.0}), r"fixed: model acute_inflammation has no parameter\(s\) \['nope'\]"),
+        (
+            ModelOptions(fixed={"nope": 1.0}),
+            r"fixed: model acute_inflammation has no parameter\(s\) \['nope'\]",
+        ),
         (ModelOptions(random_effects=("k_X",)), r"random_effects: .* no parameter\(s\) \['k_X'\]"),
         (ModelOptions(fixed={"r": 1.5}), r"fixed: r=1.5 is outside \[0.0, 1.0\]"),
         (ModelOptions(fixed={"r": 0.0}, group_effects=("r",)), r"\['r'\] are fixed"),
-        (ModelOptions(group_effects=("r",)), r"group_effects \['r'\] need a dataset with at least two groups"),
+        (
+            ModelOptions(group_effects=("r",)),
+            r"group_effects \['r'\] need a dataset with at least two groups",
+        ),
         (ModelOptions(covariates={"r": ("stress",)}), r"covariates: r uses columns \['stress'\] absent"),
     ],
 )
@@ -176,18 +196,31 @@ def test_bad_options_name_the_problem(single, options, message):
 
 
 def test_unknown_analyte_is_a_data_error():
-    frame = pd.DataFrame({"subject": ["A", "A"], "time": [0.0, 1.0], "analyte": ["IL10", "IL10"],
-                          "value": [3.0, 40.0], "unit": ["pg/mL", "pg/mL"]})
+    frame = pd.DataFrame(
+        {
+            "subject": ["A", "A"],
+            "time": [0.0, 1.0],
+            "analyte": ["IL10", "IL10"],
+            "value": [3.0, 40.0],
+            "unit": ["pg/mL", "pg/mL"],
+        }
+    )
     dataset = load_dataset(frame, analytes={"IL10": "pg/mL"})
     with pytest.raises(DataError, match=r"analytes \['IL10'\] are not observables of model"):
         build_model(MODEL, dataset)
 
 
 def test_options_round_trip_through_json():
-    options = ModelOptions(priors={"r": models.Beta(1.5, 6.0), "k_T": models.LogNormal(900.0, 0.5)},
-                           fixed={"K_C": 400.0}, random_effects=("k_T",), group_effects=("r",),
-                           covariates={"r": ("stress_score",)}, likelihood="student_t", nu=4.0,
-                           solver=models.SolverSettings("stiff", 1e-7, 1e-8, 5000))
+    options = ModelOptions(
+        priors={"r": models.Beta(1.5, 6.0), "k_T": models.LogNormal(900.0, 0.5)},
+        fixed={"K_C": 400.0},
+        random_effects=("k_T",),
+        group_effects=("r",),
+        covariates={"r": ("stress_score",)},
+        likelihood="student_t",
+        nu=4.0,
+        solver=models.SolverSettings("stiff", 1e-7, 1e-8, 5000),
+    )
     assert ModelOptions.from_json(options.to_json()) == options
 
 

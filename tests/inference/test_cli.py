@@ -33,8 +33,10 @@ def test_simulate_writes_a_loadable_dataset_with_truth(tmp_path, capsys):
     before = out.read_bytes()
     assert main(["simulate", "--subjects", "3", "--seed", "4", "--out", str(out)]) == 2
     assert "exists; pass --force" in capsys.readouterr().err
-    assert main(["simulate", "--subjects", "3", "--seed", "4", "--out", str(out), "--set", "r=0.4",
-                 "--force"]) == 0
+    assert (
+        main(["simulate", "--subjects", "3", "--seed", "4", "--out", str(out), "--set", "r=0.4", "--force"])
+        == 0
+    )
     assert out.read_bytes() == before
 
 
@@ -43,11 +45,18 @@ def test_simulate_writes_a_loadable_dataset_with_truth(tmp_path, capsys):
     [
         (["info", "nope"], "unknown model 'nope'"),
         (["fit", "missing.csv", "--out", "{tmp}/r.nc", "--no-report"], "missing.csv"),
-        (["fit", "{bad}", "--out", "{tmp}/r.nc", "--no-report"], "bad.csv, line 3, column 'value': expected a number, got 'abc'"),
-        (["fit", "data/single_subject/observations.csv", "--out", "{tmp}/r.nc", "--fixed", "r=x"],
-         "--fixed: expected NAME=NUMBER"),
-        (["fit", "data/single_subject/observations.csv", "--out", "{tmp}/r.nc", "--fixed", "q=1"],
-         "no parameter(s) ['q']"),
+        (
+            ["fit", "{bad}", "--out", "{tmp}/r.nc", "--no-report"],
+            "bad.csv, line 3, column 'value': expected a number, got 'abc'",
+        ),
+        (
+            ["fit", "data/single_subject/observations.csv", "--out", "{tmp}/r.nc", "--fixed", "r=x"],
+            "--fixed: expected NAME=NUMBER",
+        ),
+        (
+            ["fit", "data/single_subject/observations.csv", "--out", "{tmp}/r.nc", "--fixed", "q=1"],
+            "no parameter(s) ['q']",
+        ),
         (["simulate", "--out", "{tmp}/s.csv", "--set", "r=3"], "r=3.0 is outside"),
     ],
 )
@@ -66,9 +75,18 @@ def test_console_script_exit_status_without_traceback(tmp_path):
     existing = tmp_path / "result.nc"
     existing.write_text("keep me")
     run = subprocess.run(
-        [sys.executable, "-m", "inference.cli", "fit", "data/single_subject/observations.csv",
-         "--out", str(existing)],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "inference.cli",
+            "fit",
+            "data/single_subject/observations.csv",
+            "--out",
+            str(existing),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert run.returncode == 2
     assert "exists; pass --force" in run.stderr and "Traceback" not in run.stderr

@@ -50,8 +50,14 @@ def test_reduced_default_fit_converges_and_covers_truth(result):
 
 
 def test_result_has_every_group_and_provenance(result, dataset):
-    assert {"posterior", "sample_stats", "log_likelihood", "posterior_predictive", "observed_data",
-            "constant_data"} <= set(result.groups())
+    assert {
+        "posterior",
+        "sample_stats",
+        "log_likelihood",
+        "posterior_predictive",
+        "observed_data",
+        "constant_data",
+    } <= set(result.groups())
     n_obs = len(dataset.observations)
     assert result.log_likelihood["log_y"].shape == (4, 800, n_obs)
     assert result.posterior_predictive["log_y"].shape == (4, 800, n_obs)
@@ -71,8 +77,9 @@ def test_save_load_round_trip_and_no_overwrite(result, dataset, tmp_path):
     path = save_result(result, tmp_path / "fit.nc")
     loaded = load_result(path)
     np.testing.assert_array_equal(loaded.posterior["r"].values, result.posterior["r"].values)
-    pd.testing.assert_frame_equal(result_dataset(loaded).observations, dataset.observations,
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        result_dataset(loaded).observations, dataset.observations, check_dtype=False
+    )
     assert result_options(loaded) == ModelOptions()
     before = path.read_bytes()
     with pytest.raises(FileExistsError, match="pass overwrite=True"):
@@ -97,15 +104,26 @@ def test_failed_write_leaves_existing_file_intact(result, tmp_path, monkeypatch)
 def test_same_seed_same_draws(dataset):
     fixed = {k: float(TRUTH[k]) for k in TRUTH.index if k not in ("subject", "dose", "r", "k_C")}
     options = ModelOptions(fixed=fixed)
-    runs = [fit("acute_inflammation", dataset, options, draws=50, tune=50, chains=2, seed=5,
-                progress=False) for _ in range(2)]
+    runs = [
+        fit("acute_inflammation", dataset, options, draws=50, tune=50, chains=2, seed=5, progress=False)
+        for _ in range(2)
+    ]
     np.testing.assert_array_equal(runs[0].posterior["r"].values, runs[1].posterior["r"].values)
 
 
 def test_pymc_sampler_runs_the_same_model(dataset):
     fixed = {k: float(TRUTH[k]) for k in TRUTH.index if k not in ("subject", "dose", "r", "k_C")}
-    idata = fit("acute_inflammation", dataset, ModelOptions(fixed=fixed), sampler="pymc",
-                draws=150, tune=150, chains=2, seed=2, progress=False)
+    idata = fit(
+        "acute_inflammation",
+        dataset,
+        ModelOptions(fixed=fixed),
+        sampler="pymc",
+        draws=150,
+        tune=150,
+        chains=2,
+        seed=2,
+        progress=False,
+    )
     assert idata.attrs["sampler"] == "pymc"
     assert abs(float(idata.posterior["k_C"].mean()) - TRUTH["k_C"]) < 0.1
     assert idata.log_likelihood["log_y"].shape[:2] == (2, 150)
