@@ -77,4 +77,6 @@ CYTOKINE_EQUATIONS = """\
 dL/dt = -k_L L                                                  [ng/kg/h]
 dM/dt = k_L L - d_M M                                           [ng/kg/h]
 dT/dt = d_T (T_b - T) + k_T M h                                 [pg/mL/h]
-dI/dt = d_I (I_b - I) + (k_I M + k_IT T) h                      [pg/mL/h]"""
+dI/dt = d_I (I_b - I) + (k_I M + k_IT T) h                      [pg/mL/h]
+(I_b is IL-6 at t = 0; baseline TNF keeps driving IL-6 at k_IT T_b h, so without endotoxin
+IL-6 drifts slowly towards I_b + k_IT T_b h / d_I.)"""
