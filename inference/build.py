@@ -261,10 +261,12 @@ def build_model(
     t_flat, row_ptr = pack_times(lay.times)
     ev = pack_events(model, subject_events(model, dataset))
     op = OdeSolveOp(model, options.solver)
-    censored = obs["censored"].to_numpy()
     log_value = np.log(obs["value"].to_numpy(float))
-    lower = np.where(censored == "left", log_value, -np.inf)
-    upper = np.where(censored == "right", log_value, np.inf)
+    # Every row with an assay limit is censored there (quantified values lie strictly inside),
+    # so predictive draws are clipped at the limit exactly as the data are.
+    with np.errstate(divide="ignore"):
+        lower = np.log(obs["lloq"].fillna(0.0).to_numpy(float))
+    upper = np.log(obs["uloq"].fillna(np.inf).to_numpy(float))
 
     with pm.Model(coords=coords) as pm_model:
         pm.Data("obs_time", obs["time"].to_numpy(float), dims="obs")

@@ -156,6 +156,59 @@ def cmd_report(args) -> None:
     print(f"wrote {out}")
 
 
+# ---- compare ---------------------------------------------------------------------------------
+def cmd_compare(args) -> None:
+    """Compare hypotheses: fit them to a dataset (``--hypotheses``), or compare saved fits."""
+    from inference.compare import HTML_NAME, JSON_NAME, compare
+    from inference.data import load_dataset
+    from inference.hypotheses import load_hypotheses
+
+    out = Path(args.out)
+    if args.refit_bad_k < 0:
+        raise UsageError(f"--refit-bad-k must be >= 0, got {args.refit_bad_k}")
+    evidence = None if args.evidence == "none" else args.evidence
+    inputs = [Path(p) for p in args.inputs]
+    for path in inputs:
+        if not path.exists():
+            raise UsageError(f"{path}: no such file")
+    settings = dict(refit_bad_k=args.refit_bad_k, evidence=evidence, progress=not args.quiet)
+    if args.hypotheses is not None:
+        if len(inputs) != 1 or inputs[0].suffix.lower() == ".nc":
+            raise UsageError("with --hypotheses give one data CSV: "
+                             "cytokine-balance compare DATA.csv --hypotheses FILE.toml --out DIR")
+        if not Path(args.hypotheses).exists():
+            raise UsageError(f"{args.hypotheses}: no such hypotheses file")
+        dataset = load_dataset(inputs[0], subjects=args.subjects_table, events=args.events)
+        hypotheses = load_hypotheses(args.hypotheses, dataset)
+        if len(hypotheses) < 2:
+            raise UsageError(f"{args.hypotheses}: compare needs at least two hypotheses, "
+                             f"got {len(hypotheses)}")
+        for path in [out / JSON_NAME, out / HTML_NAME, *(out / f"{h.name}.nc" for h in hypotheses)]:
+            _check_output(path, args.force)
+        print(f"fitting {len(hypotheses)} hypotheses ({', '.join(h.name for h in hypotheses)}) to "
+              f"{dataset.source}, one after another; results in {out}/", flush=True)
+        comparison = compare(
+            dataset=dataset, hypotheses=hypotheses, out_dir=out, force=args.force, sampler=args.sampler,
+            draws=args.draws, tune=args.tune, chains=args.chains, target_accept=args.target_accept,
+            seed=args.seed, **settings,
+        )
+    else:
+        not_results = [str(p) for p in inputs if p.suffix.lower() != ".nc"]
+        if not_results:
+            raise UsageError(f"{not_results[0]}: expected result files (.nc) to compare, or one data CSV "
+                             "with --hypotheses FILE.toml")
+        if len(inputs) < 2:
+            raise UsageError(f"compare needs at least two result files, got {len(inputs)}")
+        for path in (out / JSON_NAME, out / HTML_NAME):
+            _check_output(path, args.force)
+        comparison = compare(inputs, out_dir=out, force=args.force, seed=args.seed, **settings)
+    print(f"ranking: {' > '.join(comparison.ranking)}")
+    print(comparison.verdict)
+    for warning in comparison.warnings:
+        print(f"warning: {warning}")
+    print(f"wrote {out / JSON_NAME} and {out / HTML_NAME}")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``cytokine-balance``."""
     top = argparse.ArgumentParser(prog="cytokine-balance", description=__doc__.splitlines()[0])
@@ -211,17 +264,46 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report HTML (default: the result path with .html)")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare hypotheses: fit them to a dataset (--hypotheses) or compare saved fits",
+        description="cytokine-balance compare DATA.csv --hypotheses FILE.toml --out DIR fits each hypothesis "
+                    "(DIR/<name>.nc); cytokine-balance compare A.nc B.nc ... --out DIR compares saved fits. "
+                    "Both write DIR/comparison.json and DIR/comparison.html.",
+    )
+    p.add_argument("inputs", nargs="+",
+                   help="one data CSV (with --hypotheses), or two or more result .nc files")
+    p.add_argument("--hypotheses", help="hypotheses TOML file (see data/hypotheses_gc.toml)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--subjects-table", help="optional subject table CSV (with --hypotheses)")
+    p.add_argument("--events", help="optional events CSV (with --hypotheses)")
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--target-accept", type=float, default=0.9)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie")
+    p.add_argument("--refit-bad-k", type=int, default=0, metavar="N",
+                   help="refit up to N observations and N subjects per hypothesis whose Pareto k is too "
+                        "high, exactly (default 0: only warn)")
+    p.add_argument("--evidence", choices=["bridge", "smc", "none"], default="bridge",
+                   help="log marginal likelihood by bridge sampling on the draws (default), SMC, or none")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_compare)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     from inference.data import DataError
+    from inference.fit import ResultError
 
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, ModelError, UsageError, FileExistsError, FileNotFoundError) as error:
+    except (DataError, ModelError, ResultError, UsageError, FileExistsError, FileNotFoundError) as error:
         print(f"cytokine-balance {args.command}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0

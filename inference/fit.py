@@ -27,6 +27,11 @@ from .build import ModelOptions, build_model
 from .data import Dataset
 
 SAMPLERS = ("nutpie", "pymc")
+RESULT_ATTRS = ("model", "options", "dataset_observations")
+
+
+class ResultError(ValueError):
+    """A file or InferenceData is not a fit result written by :func:`fit`."""
 PACKAGES = ("cytokine-balance", "pymc", "pytensor", "arviz", "nutpie", "numba", "numpy", "scipy")
 
 
@@ -163,10 +168,29 @@ def save_result(idata: az.InferenceData, path: str | Path, *, overwrite: bool = 
 
 
 def load_result(path: str | Path) -> az.InferenceData:
-    """Read a result written by :func:`save_result` (fully loaded, file closed)."""
-    idata = az.from_netcdf(str(path), engine="h5netcdf")
+    """Read a result written by :func:`save_result` (fully loaded, file closed).
+
+    Raises
+    ------
+    ResultError
+        The file cannot be read as InferenceData or is not a fit result.
+    """
+    try:
+        idata = az.from_netcdf(str(path), engine="h5netcdf")
+    except (OSError, ValueError) as error:
+        raise ResultError(f"{path}: not a readable InferenceData netCDF file ({error})") from None
     idata.load()
+    check_result(idata, str(path))
     return idata
+
+
+def check_result(idata: az.InferenceData, name: str = "InferenceData") -> None:
+    """Raise ResultError unless ``idata`` is a fit result (posterior plus the fit's attrs)."""
+    missing = [k for k in RESULT_ATTRS if k not in idata.attrs]
+    if missing or "posterior" not in idata.groups():
+        raise ResultError(
+            f"{name}: not a fit result written by cytokine-balance (missing {missing or ['posterior']})"
+        )
 
 
 def result_model(idata: az.InferenceData) -> OdeModel:
@@ -204,5 +228,5 @@ def solver_failures(idata: az.InferenceData) -> int:
     return int(idata.attrs.get("solver_failures", 0))
 
 
-__all__ = ["SAMPLERS", "fit", "load_result", "result_dataset", "result_model", "result_options",
+__all__ = ["SAMPLERS", "ResultError", "check_result", "fit", "load_result", "result_dataset", "result_model", "result_options",
            "save_result", "solver_failures"]

@@ -91,3 +91,17 @@ def test_console_script_exit_status_without_traceback(tmp_path):
     assert run.returncode == 2
     assert "exists; pass --force" in run.stderr and "Traceback" not in run.stderr
     assert existing.read_text() == "keep me"
+
+
+def test_report_of_a_file_that_is_not_a_result(tmp_path, capsys):
+    import arviz as az
+
+    not_a_fit = tmp_path / "other.nc"
+    az.from_dict(posterior={"x": [[1.0, 2.0]]}).to_netcdf(str(not_a_fit), engine="h5netcdf")
+    garbage = tmp_path / "garbage.nc"
+    garbage.write_text("not netCDF")
+    assert main(["report", str(not_a_fit), "--out", str(tmp_path / "r.html")]) == 2
+    assert "other.nc: not a fit result written by cytokine-balance" in capsys.readouterr().err
+    assert main(["report", str(garbage), "--out", str(tmp_path / "r.html")]) == 2
+    assert "garbage.nc: not a readable InferenceData netCDF file" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()
