@@ -10,6 +10,7 @@ that nutpie compiles the whole log density, solver included.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -46,6 +47,8 @@ class FailureCounter:
 
 # One counter per compiled kernel identity, reachable from numba's object mode by key.
 _COUNTERS: dict[str, FailureCounter] = {}
+# The compiled kernel per (model_key, method), for ``perform``.
+_KERNELS: dict[tuple[str, str], Callable] = {}
 
 
 def _record_failures(key: str, n: int) -> None:
@@ -106,11 +109,14 @@ class OdeSolveOp(Op):
 
     def perform(self, node, inputs, output_storage):  # noqa: D102
         theta, t_out, row_ptr, ev_time, ev_kind, ev_index, ev_value, ev_ptr = inputs
-        y, sens, status, _ = kernel(self.model, self.method)(
+        solve = _KERNELS.get((self.model_key, self.method))
+        if solve is None:  # looked up once: ``kernel`` hashes the whole model (~10 us a call)
+            solve = _KERNELS[self.model_key, self.method] = kernel(self.model, self.method)
+        y, sens, status, _ = solve(
             np.ascontiguousarray(theta), t_out, row_ptr, ev_time, ev_kind, ev_index, ev_value, ev_ptr,
             self.rtol, self.atol, self.max_steps,
         )
-        failed = int(np.sum(status != SUCCESS))
+        failed = int(np.count_nonzero(status != SUCCESS))
         if failed:
             self.failures.add(failed)
         output_storage[0][0] = y[:, self.observed]

@@ -20,12 +20,24 @@ STATUS_MESSAGES = {
     NEWTON_FAILED: "Newton iteration did not converge even at the smallest step",
 }
 
+# Compilation options of every kernel function (the generated model functions use the same).
+# Numba lets a function that leaves ``fastmath`` or ``error_model`` unset inherit them from the
+# function that first calls it; PyTensor's NUMBA mode compiles with fastmath flags, under which
+# the kernel ran 1.7x slower and could return results that depend on the caller. Pinning the
+# flags gives one compiled kernel whatever calls it.
+JIT_OPTIONS = {"cache": True, "fastmath": False}
+# The kernels are closures over a model's generated functions. Numba keys a closure's cache entry
+# by its pickled closure variables, and a pickled dispatcher carries a random id, so such an entry
+# is never found again: with caching on, every process compiled anyway and added 1-2 MB to the
+# cache folder. (The PyTensor NUMBA backend caches the whole compiled log density, kernel included.)
+KERNEL_JIT_OPTIONS = {**JIT_OPTIONS, "cache": False}
+
 # Bolus events add to a state; input events set theta[index] from their time on.
 EVENT_BOLUS = 0
 EVENT_SET = 1
 
 
-@numba.njit(cache=True)
+@numba.njit(**JIT_OPTIONS)
 def rms_norm(err, y_old, y_new, rtol, atol):
     """Weighted RMS norm of a local error estimate (Hairer, Norsett & Wanner II.4)."""
     total = 0.0
@@ -35,7 +47,16 @@ def rms_norm(err, y_old, y_new, rtol, atol):
     return np.sqrt(total / err.shape[0])
 
 
-@numba.njit(cache=True)
+@numba.njit(**JIT_OPTIONS)
+def all_finite(x):
+    """Return True when every entry of the vector ``x`` is finite (no temporary array)."""
+    for i in range(x.shape[0]):
+        if not np.isfinite(x[i]):
+            return False
+    return True
+
+
+@numba.njit(**JIT_OPTIONS)
 def lu_factor(a, piv):
     """In-place LU factorisation with partial pivoting; returns False if ``a`` is singular."""
     n = a.shape[0]
@@ -57,30 +78,52 @@ def lu_factor(a, piv):
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(**JIT_OPTIONS)
 def lu_solve(lu, piv, b):
-    """Solve in place for ``b`` (a vector or an n x m matrix) given ``lu_factor`` output."""
+    """Solve ``lu_factor``'s system in place for the vector ``b``."""
     n = lu.shape[0]
-    b2 = b.reshape((n, -1))
     for k in range(n):
         p = piv[k]
         if p != k:
-            for j in range(b2.shape[1]):
-                b2[k, j], b2[p, j] = b2[p, j], b2[k, j]
-    for j in range(b2.shape[1]):
-        for i in range(1, n):
-            acc = b2[i, j]
-            for k in range(i):
-                acc -= lu[i, k] * b2[k, j]
-            b2[i, j] = acc
-        for i in range(n - 1, -1, -1):
-            acc = b2[i, j]
-            for k in range(i + 1, n):
-                acc -= lu[i, k] * b2[k, j]
-            b2[i, j] = acc / lu[i, i]
+            b[k], b[p] = b[p], b[k]
+    for i in range(1, n):
+        acc = b[i]
+        for k in range(i):
+            acc -= lu[i, k] * b[k]
+        b[i] = acc
+    for i in range(n - 1, -1, -1):
+        acc = b[i]
+        for k in range(i + 1, n):
+            acc -= lu[i, k] * b[k]
+        b[i] = acc / lu[i, i]
 
 
-@numba.njit(cache=True)
+@numba.njit(**JIT_OPTIONS)
+def lu_solve_columns(lu, piv, b):
+    """Solve ``lu_factor``'s system in place for every column of the n x m matrix ``b``.
+
+    Row operations on whole rows of ``b`` (the same arithmetic as ``lu_solve`` per column, in
+    the same order), so that the innermost loop runs along contiguous memory.
+    """
+    n, m = b.shape
+    for k in range(n):
+        p = piv[k]
+        if p != k:
+            for j in range(m):
+                b[k, j], b[p, j] = b[p, j], b[k, j]
+    for i in range(1, n):
+        for k in range(i):
+            for j in range(m):
+                b[i, j] -= lu[i, k] * b[k, j]
+    for i in range(n - 1, -1, -1):
+        for k in range(i + 1, n):
+            for j in range(m):
+                b[i, j] -= lu[i, k] * b[k, j]
+        for j in range(m):
+            b[i, j] /= lu[i, i]
+
+
+@numba.njit(**JIT_OPTIONS)
 def first_step_guess(y0, f0, rtol, atol):
     """First trial step from y0 and f0 (Hairer's heuristic, part one); 0.0 means 'no scale'."""
     d0 = 0.0
@@ -96,7 +139,7 @@ def first_step_guess(y0, f0, rtol, atol):
     return 0.01 * d0 / d1, d1
 
 
-@numba.njit(cache=True)
+@numba.njit(**JIT_OPTIONS)
 def first_step(h0, d1, y0, f0, f1, rtol, atol, order, span):
     """First step from the change of f over a trial step h0 (Hairer's heuristic, part two)."""
     d2 = 0.0
@@ -119,7 +162,7 @@ def make_driver(integrate, initial, initial_jac, n_states, n_theta):
     and returns ``(status, steps)``.
     """
 
-    @numba.njit(cache=True)
+    @numba.njit(**KERNEL_JIT_OPTIONS)
     def solve(theta, t_out, row_ptr, ev_time, ev_kind, ev_index, ev_value, ev_ptr,
               rtol, atol, max_steps):
         n_subjects = theta.shape[0]

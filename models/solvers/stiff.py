@@ -15,14 +15,17 @@ import numba
 import numpy as np
 
 from .common import (
+    KERNEL_JIT_OPTIONS,
     MAX_STEPS,
     NOT_FINITE,
     STEP_TOO_SMALL,
     SUCCESS,
+    all_finite,
     first_step,
     first_step_guess,
     lu_factor,
     lu_solve,
+    lu_solve_columns,
     make_driver,
     rms_norm,
 )
@@ -64,7 +67,7 @@ NEWTON_MAX_ITER = 8
 def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta):
     """Build the batched Kvaerno3 kernel for one model's generated functions."""
 
-    @numba.njit(cache=True)
+    @numba.njit(**KERNEL_JIT_OPTIONS)
     def newton(t, h, base, z, th, f, J, M, piv, delta, rtol, atol):
         """Solve z = base + h*gamma*f(t, z) in place; return False if it does not converge."""
         n = z.shape[0]
@@ -90,14 +93,20 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta):
             previous = size
         return False
 
-    @numba.njit(cache=True)
+    @numba.njit(**KERNEL_JIT_OPTIONS)
     def integrate(t0, t1, y, S, th, t_out, k_out, k_end, Y, SY, rtol, atol, max_steps):
+        # As in the explicit kernel, the step loop takes no slices or rows of arrays (numba
+        # counts references to views atomically) and allocates nothing: stage values pass
+        # through the buffers z (states) and Z (sensitivities).
         n, q = n_states, n_theta
         ks = np.empty((4, n))
         zs = np.empty((4, n))
         KS = np.empty((4, n, q))
         base = np.empty(n)
         baseS = np.empty((n, q))
+        z = np.empty(n)
+        y_new = np.empty(n)
+        Z = np.empty((n, q))
         f = np.empty(n)
         J = np.empty((n, n))
         P = np.empty((n, q))
@@ -129,7 +138,6 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta):
             h_step = min(h, t_target - t)
             hits = h_step >= t_target - t
             steps += 1
-            zs[0] = y
             ok = True
             for s in range(1, 4):
                 for i in range(n):
@@ -139,35 +147,39 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta):
                         acc += A[s, j] * ks[j, i]
                         guess += PREDICT[s, j] * ks[j, i]
                     base[i] = y[i] + h_step * acc
-                    zs[s, i] = y[i] + h_step * guess
-                if not newton(t + C[s] * h_step, h_step, base, zs[s], th, f, J, M, piv, delta,
+                    z[i] = y[i] + h_step * guess
+                if not newton(t + C[s] * h_step, h_step, base, z, th, f, J, M, piv, delta,
                               rtol, atol):
                     ok = False
                     break
                 for i in range(n):
-                    ks[s, i] = (zs[s, i] - base[i]) / (h_step * GAMMA)
+                    zs[s, i] = z[i]
+                    ks[s, i] = (z[i] - base[i]) / (h_step * GAMMA)
             if not ok:
                 h = h_step * 0.25
                 continue
             for i in range(n):
+                y_new[i] = zs[3, i]  # stiffly accurate: the last stage is the new state
                 acc = 0.0
                 for j in range(4):
                     acc += E[j] * ks[j, i]
                 err[i] = h_step * acc
-            e = rms_norm(err, y, zs[3], rtol, atol)
+            e = rms_norm(err, y, y_new, rtol, atol)
             if not np.isfinite(e):
                 h = h_step * MIN_FACTOR
                 continue
             if e > 1.0:
                 h = h_step * max(MIN_FACTOR, SAFETY * e ** (-1.0 / ORDER))
                 continue
-            if not np.all(np.isfinite(zs[3])):
+            if not all_finite(y_new):
                 return NOT_FINITE, steps
             # Accepted: sensitivities through the same stages (staggered direct method).
             for s in range(1, 4):
                 ts = t + C[s] * h_step
-                jac(ts, zs[s], th, J)
-                jac_theta(ts, zs[s], th, P)
+                for i in range(n):
+                    z[i] = zs[s, i]
+                jac(ts, z, th, J)
+                jac_theta(ts, z, th, P)
                 for i in range(n):
                     for j in range(n):
                         M[i, j] = -h_step * GAMMA * J[i, j]
@@ -178,17 +190,21 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta):
                             acc += A[s, j] * KS[j, i, p]
                         baseS[i, p] = S[i, p] + h_step * acc
                 lu_factor(M, piv)
-                Z = baseS + h_step * GAMMA * P
-                lu_solve(M, piv, Z)
+                hg = h_step * GAMMA
+                for i in range(n):
+                    for p in range(q):
+                        Z[i, p] = baseS[i, p] + hg * P[i, p]
+                lu_solve_columns(M, piv, Z)
                 for i in range(n):
                     for p in range(q):
                         KS[s, i, p] = (Z[i, p] - baseS[i, p]) / (h_step * GAMMA)
-                if s == 3:
-                    S[:] = Z
             t = t_target if hits else t + h_step
-            y[:] = zs[3]
-            ks[0] = ks[3]
-            KS[0] = KS[3]
+            for i in range(n):
+                y[i] = y_new[i]
+                ks[0, i] = ks[3, i]
+                for p in range(q):
+                    S[i, p] = Z[i, p]
+                    KS[0, i, p] = KS[3, i, p]
             while k_out < k_end and t_out[k_out] <= t:
                 Y[k_out] = y
                 SY[k_out] = S

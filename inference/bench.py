@@ -1,0 +1,260 @@
+"""Benchmark: the cost of one log density + gradient evaluation on the reference problem.
+
+Run ``python -m inference.bench``. The reference problem is the ``acute_inflammation`` model at
+its prior medians with a 2 ng/kg endotoxin dose, 9 sample times over 0-8 h, TNF-alpha, IL-6 and
+cortisol observed with log-normal noise, solved at rtol = atol = 1e-6. Each section times one
+way of computing the log-likelihood and its gradient with respect to all 15 entries of theta:
+
+``compiled``
+    the model's numba kernel (states + forward sensitivities) and the likelihood, one numba call;
+``pytensor``
+    the PyTensor graph theta -> ``OdeSolveOp`` -> log-normal log density + gradient, compiled in
+    NUMBA mode (what nutpie runs) and, for reference, in the default C mode;
+``scipy``
+    ``scipy.integrate.solve_ivp`` on the augmented forward-sensitivity system (states + dS/dtheta)
+    with a numba right-hand side built from the model's generated ``rhs`` and ``sens_rhs``.
+
+Human-readable lines come first; the last line is one JSON object (``grad_us``, ``logp_grad_us``,
+``scipy_grad_us``, ``speedup`` = scipy / compiled, and extras). Times are medians over
+``--repeat`` calls after a warm-up, in microseconds. A new section is a function
+``(problem, repeat) -> dict`` added to :data:`SECTIONS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from models import SolverSettings, get_model
+from models.codegen import compile_model
+from models.solvers import kernel, pack_events, pack_times, solve
+from models.spec import OdeModel
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One subject's data and everything a section needs to evaluate its log-likelihood."""
+
+    model: OdeModel
+    settings: SolverSettings
+    theta: np.ndarray  # (n_theta,), parameters then inputs
+    times: np.ndarray  # sample times (h)
+    observed: np.ndarray  # state index of each observable
+    log_data: np.ndarray  # (n_times, n_observables), log of the simulated observations
+    sigma: float  # sd of the log-normal noise
+
+
+def reference_problem(rtol: float = 1e-6, method: str = "explicit", seed: int = 0) -> Problem:
+    """Build the reference problem: the prior-median ``acute_inflammation`` subject, dose 2 ng/kg."""
+    model = get_model("acute_inflammation")
+    theta = model.theta(model.defaults(), {"dose": 2.0})
+    times = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0])
+    observed = model.observable_states()
+    sigma = 0.3
+    truth = solve(model, theta[None, :], [times], settings=SolverSettings("explicit", 1e-10, 1e-10))
+    noise = np.random.default_rng(seed).normal(0.0, sigma, (times.size, observed.size))
+    log_data = np.log(truth.states[:, observed]) + noise
+    return Problem(model, SolverSettings(method, rtol, rtol), theta, times, observed, log_data, sigma)
+
+
+def median_us(fn: Callable[[], object], repeat: int) -> float:
+    """Median wall time of ``fn()`` in microseconds, after ``repeat // 10 + 5`` warm-up calls."""
+    for _ in range(repeat // 10 + 5):
+        fn()
+    samples = np.empty(repeat)
+    for i in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples[i] = time.perf_counter() - start
+    return float(np.median(samples) * 1e6)
+
+
+@numba.njit(cache=True)
+def lognormal_logp_grad(Y, SY, observed, log_data, sigma):
+    """Log-normal log-likelihood of one subject's data and its gradient from the sensitivities."""
+    n_theta = SY.shape[2]
+    grad = np.zeros(n_theta)
+    logp = 0.0
+    for r in range(log_data.shape[0]):
+        for j in range(observed.shape[0]):
+            x = Y[r, observed[j]]
+            z = (math.log(x) - log_data[r, j]) / sigma
+            logp -= 0.5 * z * z + math.log(sigma) + log_data[r, j] + 0.5 * LOG_2PI
+            # d logp / d x = -z / (sigma x), chained with d x / d theta.
+            w = -z / (sigma * x)
+            for p in range(n_theta):
+                grad[p] += w * SY[r, observed[j], p]
+    return logp, grad
+
+
+# ---- sections ---------------------------------------------------------------------------------
+def section_compiled(problem: Problem, repeat: int) -> dict:
+    """Time the solver kernel and the likelihood in one numba call (no Python in the loop)."""
+    solver = kernel(problem.model, problem.settings.method)
+    s = problem.settings
+
+    @numba.njit
+    def value_and_grad(theta, t_out, row_ptr, ev_time, ev_kind, ev_index, ev_value, ev_ptr,
+                       observed, log_data, sigma, rtol, atol, max_steps):
+        Y, SY, status, steps = solver(theta, t_out, row_ptr, ev_time, ev_kind, ev_index, ev_value,
+                                      ev_ptr, rtol, atol, max_steps)
+        logp, grad = lognormal_logp_grad(Y, SY, observed, log_data, sigma)
+        return logp, grad, steps[0]
+
+    t_out, row_ptr = pack_times([problem.times])
+    ev = pack_events(problem.model, [[]])
+    args = (problem.theta[None, :], t_out, row_ptr, ev.time, ev.kind, ev.index, ev.value, ev.ptr,
+            problem.observed, problem.log_data, problem.sigma, s.rtol, s.atol, s.max_steps)
+    logp, grad, steps = value_and_grad(*args)
+    us = median_us(lambda: value_and_grad(*args), repeat)
+    print(f"compiled kernel + likelihood   {us:9.1f} us   ({s.method}, {steps} steps, logp {logp:.6f})")
+    return {"grad_us": us, "steps": int(steps), "logp": float(logp), "grad": grad}
+
+
+def _pytensor_logp_grad(problem: Problem, mode: str | None):
+    import pytensor
+    import pytensor.tensor as pt
+
+    from inference.op import OdeSolveOp
+
+    theta = pt.dvector("theta")
+    t_out, row_ptr = pack_times([problem.times])
+    ev = pack_events(problem.model, [[]])
+    op = OdeSolveOp(problem.model, problem.settings)
+    obs, _, _ = op(theta[None, :], t_out, row_ptr, ev.time, ev.kind, ev.index, ev.value, ev.ptr)
+    z = (pt.log(obs) - problem.log_data) / problem.sigma
+    logp = -pt.sum(0.5 * z**2 + math.log(problem.sigma) + problem.log_data + 0.5 * LOG_2PI)
+    fn = pytensor.function([theta], [logp, pytensor.grad(logp, theta)], mode=mode)
+    fn.trust_input = True  # as a sampler calls it: inputs already float64 arrays
+    return fn
+
+
+def section_pytensor(problem: Problem, repeat: int) -> dict:
+    """Time the PyTensor log density + gradient in NUMBA mode (nutpie's backend) and C mode."""
+    result = {}
+    for key, mode, label in (("logp_grad_us", "NUMBA", "NUMBA"), ("logp_grad_c_us", None, "C (default)")):
+        fn = _pytensor_logp_grad(problem, mode)
+        logp, grad = fn(problem.theta)
+        us = median_us(lambda fn=fn: fn(problem.theta), repeat)
+        print(f"pytensor logp+grad, {label:11s} {us:9.1f} us   (logp {float(logp):.6f})")
+        result[key] = us
+        result.setdefault("pytensor_grad", grad)
+    return result
+
+
+def _augmented_rhs(model: OdeModel):
+    """Numba right-hand side of (y, S) from the model's generated ``rhs`` and ``sens_rhs``."""
+    module = compile_model(model)
+    rhs, sens_rhs, n, q = module.rhs, module.sens_rhs, module.N_STATES, module.N_THETA
+
+    @numba.njit
+    def augmented(t, z, theta):
+        dz = np.empty_like(z)
+        rhs(t, z[:n], theta, dz[:n])
+        sens_rhs(t, z[:n], theta, z[n:].reshape((n, q)), dz[n:].reshape((n, q)))
+        return dz
+
+    return augmented
+
+
+def scipy_value_and_grad(problem: Problem, method: str, fun) -> tuple[float, np.ndarray, int]:
+    """Log-likelihood and gradient through ``solve_ivp`` on the augmented system."""
+    from scipy.integrate import solve_ivp
+
+    model, theta = problem.model, problem.theta
+    n, q = len(model.state_names), theta.size
+    z0 = np.empty(n + n * q)
+    compile_model(model).initial(theta, z0[:n])
+    compile_model(model).initial_jac(theta, z0[n:].reshape(n, q))
+    sol = solve_ivp(fun, (0.0, problem.times[-1]), z0, method=method, t_eval=problem.times,
+                    args=(theta,), rtol=problem.settings.rtol, atol=problem.settings.atol)
+    x = sol.y[problem.observed].T  # (n_times, n_observables)
+    sens = sol.y[n:].reshape(n, q, -1)[problem.observed].transpose(2, 0, 1)
+    z = (np.log(x) - problem.log_data) / problem.sigma
+    logp = -np.sum(0.5 * z**2 + math.log(problem.sigma) + problem.log_data + 0.5 * LOG_2PI)
+    grad = np.einsum("ro,rop->p", -z / (problem.sigma * x), sens)
+    return float(logp), grad, int(sol.nfev)
+
+
+def section_scipy(problem: Problem, repeat: int) -> dict:
+    """``solve_ivp`` baselines; the fastest method is the one the speedup is measured against."""
+    fun = _augmented_rhs(problem.model)
+    timings = {}
+    result = {}
+    for method in ("LSODA", "RK45", "DOP853"):
+        logp, grad, nfev = scipy_value_and_grad(problem, method, fun)
+        us = median_us(lambda m=method: scipy_value_and_grad(problem, m, fun), max(10, repeat // 10))
+        timings[method] = us
+        print(f"scipy solve_ivp {method:6s} + numba  {us:9.1f} us   ({nfev} rhs calls, logp {logp:.6f})")
+        result.setdefault("scipy_grads", {})[method] = grad
+    best = min(timings, key=timings.get)
+    result.update(scipy_grad_us=timings[best], scipy_method=best,
+                  scipy_us={m: round(t, 1) for m, t in timings.items()})
+    return result
+
+
+SECTIONS: dict[str, Callable[[Problem, int], dict]] = {
+    "compiled": section_compiled,
+    "pytensor": section_pytensor,
+    "scipy": section_scipy,
+}
+
+
+def _relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the benchmark sections, print a report and, last, one JSON line; return that dict."""
+    parser = argparse.ArgumentParser(prog="python -m inference.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=2000,
+                        help="timed calls per measurement (scipy: a tenth, at least 10); default 2000")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)}")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.sections.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(SECTIONS))
+    if unknown or args.repeat < 1:
+        parser.error(f"unknown sections {unknown}" if unknown else "--repeat must be positive")
+
+    problem = reference_problem()
+    print(f"reference problem: {problem.model.name}, dose 2 ng/kg, {problem.times.size} sample times "
+          f"0-{problem.times[-1]:g} h, {problem.theta.size} parameters, method {problem.settings.method}, "
+          f"rtol {problem.settings.rtol:g}, atol {problem.settings.atol:g}; median of {args.repeat} calls")
+    results: dict = {"method": problem.settings.method, "rtol": problem.settings.rtol}
+    for name in names:
+        results.update(SECTIONS[name](problem, args.repeat))
+
+    # Every way must compute the same gradient; say how far apart they are.
+    if "grad" in results:
+        for key, grad in [("pytensor_grad", results.get("pytensor_grad")),
+                          *results.get("scipy_grads", {}).items()]:
+            if grad is not None:
+                print(f"gradient agreement, {key} vs compiled: max relative difference "
+                      f"{_relative_difference(grad, results['grad']):.1e}")
+    if "grad_us" in results and "scipy_grad_us" in results:
+        results["speedup"] = results["scipy_grad_us"] / results["grad_us"]
+        print(f"speedup (scipy {results['scipy_method']} / compiled): {results['speedup']:.1f}x")
+    if "logp_grad_us" in results and "scipy_grad_us" in results:
+        results["speedup_logp_grad"] = results["scipy_grad_us"] / results["logp_grad_us"]
+        print(f"speedup (scipy {results['scipy_method']} / pytensor NUMBA): "
+              f"{results['speedup_logp_grad']:.1f}x")
+
+    summary = {k: (round(v, 2) if isinstance(v, float) and (k.endswith("_us") or k.startswith("speedup"))
+                   else v)
+               for k, v in results.items() if not isinstance(v, np.ndarray | dict) or k == "scipy_us"}
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
