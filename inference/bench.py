@@ -156,11 +156,13 @@ def _augmented_rhs(model: OdeModel):
     module = compile_model(model)
     rhs, sens_rhs, n, q = module.rhs, module.sens_rhs, module.N_STATES, module.N_THETA
 
+    active = np.ones(q)  # no events: every theta entry keeps acting
+
     @numba.njit
     def augmented(t, z, theta):
         dz = np.empty_like(z)
         rhs(t, z[:n], theta, dz[:n])
-        sens_rhs(t, z[:n], theta, z[n:].reshape((n, q)), dz[n:].reshape((n, q)))
+        sens_rhs(t, z[:n], theta, active, z[n:].reshape((n, q)), dz[n:].reshape((n, q)))
         return dz
 
     return augmented

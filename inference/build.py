@@ -164,7 +164,7 @@ def layout(model: OdeModel, dataset: Dataset) -> Layout:
 
 
 def subject_events(model: OdeModel, dataset: Dataset) -> list[list[Event]]:
-    """The dataset's events table as solver events, one list per subject."""
+    """Return the dataset's events table as solver events, one list per subject."""
     events = dataset.events
     return [
         [
@@ -308,8 +308,11 @@ COHORT_RANDOM_EFFECTS = ("k_T", "k_IT", "k_C", "C_b", "r")
 
 
 def default_options(model: str | OdeModel, dataset: Dataset) -> ModelOptions:
-    """Options for a first fit: shared parameters for one subject; for a cohort, random effects
-    on ``COHORT_RANDOM_EFFECTS`` and, when the data have groups, a group effect on ``r``."""
+    """Return the options for a first fit of ``dataset``.
+
+    One subject: every parameter shared, with its library prior. A cohort: random effects on
+    ``COHORT_RANDOM_EFFECTS`` and, when the data have groups, a group effect on ``r``.
+    """
     model = get_model(model)
     if len(dataset.subject_ids) == 1:
         return ModelOptions()

@@ -210,7 +210,7 @@ def cmd_compare(args) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    """The argument parser of ``cytokine-balance``."""
+    """Return the argument parser of ``cytokine-balance``."""
     top = argparse.ArgumentParser(prog="cytokine-balance", description=__doc__.splitlines()[0])
     sub = top.add_subparsers(dest="command", required=True)
 

@@ -194,17 +194,17 @@ def check_result(idata: az.InferenceData, name: str = "InferenceData") -> None:
 
 
 def result_model(idata: az.InferenceData) -> OdeModel:
-    """The library model a result was fitted with."""
+    """Return the library model a result was fitted with."""
     return get_model(idata.attrs["model"])
 
 
 def result_options(idata: az.InferenceData) -> ModelOptions:
-    """The model options a result was fitted with."""
+    """Return the model options a result was fitted with."""
     return ModelOptions.from_json(idata.attrs["options"])
 
 
 def result_dataset(idata: az.InferenceData) -> Dataset:
-    """The dataset a result was fitted to, exactly as it was used."""
+    """Return the dataset a result was fitted to, exactly as it was used."""
     def frame(key):
         return pd.read_json(io.StringIO(idata.attrs[key]), orient="split")
 
@@ -224,9 +224,19 @@ def result_dataset(idata: az.InferenceData) -> Dataset:
 
 
 def solver_failures(idata: az.InferenceData) -> int:
-    """Number of failed solves (rejected proposals) during sampling."""
+    """Return the number of failed solves (rejected proposals) during sampling."""
     return int(idata.attrs.get("solver_failures", 0))
 
 
-__all__ = ["SAMPLERS", "ResultError", "check_result", "fit", "load_result", "result_dataset", "result_model", "result_options",
-           "save_result", "solver_failures"]
+__all__ = [
+    "SAMPLERS",
+    "ResultError",
+    "check_result",
+    "fit",
+    "load_result",
+    "result_dataset",
+    "result_model",
+    "result_options",
+    "save_result",
+    "solver_failures",
+]

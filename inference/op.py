@@ -9,7 +9,9 @@ that nutpie compiles the whole log density, solver included.
 
 from __future__ import annotations
 
-import threading
+import hashlib
+import inspect
+import multiprocessing
 from collections.abc import Callable
 
 import numba
@@ -27,22 +29,34 @@ from models.spec import OdeModel
 
 
 class FailureCounter:
-    """Counts solver failures (subjects whose solve failed) across all Op calls of a model."""
+    """Counts solver failures (subjects whose solve failed) across all Op calls of a model.
+
+    The count lives in shared memory, so increments made by sampler threads (nutpie) and by
+    forked worker processes (``pm.sample`` on Linux) all reach the parent process. A counter
+    pickled into a spawned process starts again from zero there.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.count = 0
+        self._value = multiprocessing.Value("q", 0)
+
+    def __reduce__(self):
+        return (FailureCounter, ())
+
+    @property
+    def count(self) -> int:
+        """Failures recorded so far."""
+        return int(self._value.value)
 
     def add(self, n: int) -> None:
         """Record ``n`` more failures."""
-        with self._lock:
-            self.count += int(n)
+        with self._value.get_lock():
+            self._value.value += int(n)
 
     def reset(self) -> int:
         """Return the count and start again from zero."""
-        with self._lock:
-            n, self.count = self.count, 0
-            return n
+        with self._value.get_lock():
+            n, self._value.value = self._value.value, 0
+            return int(n)
 
 
 # One counter per compiled kernel identity, reachable from numba's object mode by key.
@@ -168,4 +182,7 @@ def numba_funcify_ode_solve(op, node, **kwargs):
                 _record_failures(key, failed)
         return y[:, observed], sens[:, observed, :], status
 
-    return ode_solve
+    # PyTensor caches the compiled graph by the Op's props (which hash the model and solver code)
+    # plus this version: a hash of this function, so an edit here can never reuse stale code.
+    version = int(hashlib.sha256(inspect.getsource(numba_funcify_ode_solve).encode()).hexdigest()[:12], 16)
+    return ode_solve, version

@@ -55,7 +55,7 @@ class Unconstrained:
 
 
 def unconstrained(prior: Prior) -> Unconstrained:
-    """Normal location prior on the link scale with the prior's exact first two moments there.
+    """Return a normal location prior on the link scale with the prior's first two moments there.
 
     A log-normal prior is exactly normal on the log scale; for Beta(a, b) the logit has mean
     digamma(a) - digamma(b) and variance trigamma(a) + trigamma(b).

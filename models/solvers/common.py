@@ -25,19 +25,38 @@ STATUS_MESSAGES = {
 # function that first calls it; PyTensor's NUMBA mode compiles with fastmath flags, under which
 # the kernel ran 1.7x slower and could return results that depend on the caller. Pinning the
 # flags gives one compiled kernel whatever calls it.
-JIT_OPTIONS = {"cache": True, "fastmath": False}
-# The kernels are closures over a model's generated functions. Numba keys a closure's cache entry
-# by its pickled closure variables, and a pickled dispatcher carries a random id, so such an entry
-# is never found again: with caching on, every process compiled anyway and added 1-2 MB to the
-# cache folder. (The PyTensor NUMBA backend caches the whole compiled log density, kernel included.)
-KERNEL_JIT_OPTIONS = {**JIT_OPTIONS, "cache": False}
+# The numpy error model makes a division by zero give inf or NaN, which the kernels turn into a
+# failure status, instead of raising (a kernel never raises: see the module docstring).
+JIT_OPTIONS = {"cache": True, "fastmath": False, "error_model": "numpy"}
+
+
+def compile_kernel(py_func, key: str):
+    """Compile a kernel closure so that numba's disk cache finds it again in a new process.
+
+    Numba keys a closure's cache entry by its pickled closure variables, and a pickled dispatcher
+    carries a random id unless it was given one: without a stable id every process recompiled
+    each kernel (seconds per model and method) and left a dead cache entry behind. ``key`` is
+    the generated module's name (a hash of the model and the solver sources) plus the function's
+    name, so it names exactly one compiled code.
+    """
+    dispatcher = numba.njit(**JIT_OPTIONS)(py_func)
+    dispatcher._set_uuid(key)
+    return dispatcher
+
+
+def njit(py_func):
+    """Compile a module-level solver function with a stable identity (see ``compile_kernel``).
+
+    A kernel's cache key pickles the functions it calls too, so they need stable ids as well.
+    """
+    return compile_kernel(py_func, f"{py_func.__module__}.{py_func.__qualname__}")
 
 # Bolus events add to a state; input events set theta[index] from their time on.
 EVENT_BOLUS = 0
 EVENT_SET = 1
 
 
-@numba.njit(**JIT_OPTIONS)
+@njit
 def rms_norm(err, y_old, y_new, rtol, atol):
     """Weighted RMS norm of a local error estimate (Hairer, Norsett & Wanner II.4)."""
     total = 0.0
@@ -47,7 +66,7 @@ def rms_norm(err, y_old, y_new, rtol, atol):
     return np.sqrt(total / err.shape[0])
 
 
-@numba.njit(**JIT_OPTIONS)
+@njit
 def all_finite(x):
     """Return True when every entry of the vector ``x`` is finite (no temporary array)."""
     for i in range(x.shape[0]):
@@ -56,7 +75,7 @@ def all_finite(x):
     return True
 
 
-@numba.njit(**JIT_OPTIONS)
+@njit
 def lu_factor(a, piv):
     """In-place LU factorisation with partial pivoting; returns False if ``a`` is singular."""
     n = a.shape[0]
@@ -78,7 +97,7 @@ def lu_factor(a, piv):
     return True
 
 
-@numba.njit(**JIT_OPTIONS)
+@njit
 def lu_solve(lu, piv, b):
     """Solve ``lu_factor``'s system in place for the vector ``b``."""
     n = lu.shape[0]
@@ -98,7 +117,7 @@ def lu_solve(lu, piv, b):
         b[i] = acc / lu[i, i]
 
 
-@numba.njit(**JIT_OPTIONS)
+@njit
 def lu_solve_columns(lu, piv, b):
     """Solve ``lu_factor``'s system in place for every column of the n x m matrix ``b``.
 
@@ -123,7 +142,7 @@ def lu_solve_columns(lu, piv, b):
             b[i, j] /= lu[i, i]
 
 
-@numba.njit(**JIT_OPTIONS)
+@njit
 def first_step_guess(y0, f0, rtol, atol):
     """First trial step from y0 and f0 (Hairer's heuristic, part one); 0.0 means 'no scale'."""
     d0 = 0.0
@@ -139,7 +158,7 @@ def first_step_guess(y0, f0, rtol, atol):
     return 0.01 * d0 / d1, d1
 
 
-@numba.njit(**JIT_OPTIONS)
+@njit
 def first_step(h0, d1, y0, f0, f1, rtol, atol, order, span):
     """First step from the change of f over a trial step h0 (Hairer's heuristic, part two)."""
     d2 = 0.0
@@ -154,15 +173,16 @@ def first_step(h0, d1, y0, f0, f1, rtol, atol, order, span):
     return min(100 * h0, h1, span)
 
 
-def make_driver(integrate, initial, initial_jac, n_states, n_theta):
+def make_driver(integrate, initial, initial_jac, n_states, n_theta, key):
     """Build the kernel that loops over subjects and events around a segment integrator.
 
-    ``integrate(t0, t1, y, S, th, t_out, k, k_end, Y, SY, rtol, atol, max_steps)`` advances
-    state ``y`` and sensitivities ``S`` from t0 to t1, writes every output with time in (t0, t1]
-    and returns ``(status, steps)``.
+    ``integrate(t0, t1, y, S, th, active, t_out, k, k_end, Y, SY, rtol, atol, max_steps)``
+    advances state ``y`` and sensitivities ``S`` from t0 to t1, writes every output with time in
+    (t0, t1] and returns ``(status, steps)``. ``active[j]`` is 1 until an event sets ``th[j]``,
+    then 0: from then on ``th[j]`` no longer depends on its original value, so df/dtheta_j stops
+    feeding the sensitivities (only through the states does the earlier value still act).
     """
 
-    @numba.njit(**KERNEL_JIT_OPTIONS)
     def solve(theta, t_out, row_ptr, ev_time, ev_kind, ev_index, ev_value, ev_ptr,
               rtol, atol, max_steps):
         n_subjects = theta.shape[0]
@@ -174,8 +194,10 @@ def make_driver(integrate, initial, initial_jac, n_states, n_theta):
         y = np.empty(n_states)
         S = np.empty((n_states, n_theta))
         th = np.empty(n_theta)
+        active = np.empty(n_theta)
         for s in range(n_subjects):
             th[:] = theta[s]
+            active[:] = 1.0
             initial(th, y)
             initial_jac(th, S)
             k = row_ptr[s]
@@ -195,7 +217,7 @@ def make_driver(integrate, initial, initial_jac, n_states, n_theta):
                 has_event = e < e_end and ev_time[e] < t_final
                 t_stop = ev_time[e] if has_event else t_final
                 if t_stop > t:
-                    st, n_used = integrate(t, t_stop, y, S, th, t_out, k, k_end, Y, SY,
+                    st, n_used = integrate(t, t_stop, y, S, th, active, t_out, k, k_end, Y, SY,
                                            rtol, atol, max_steps - used)
                     used += n_used
                     if st != SUCCESS:
@@ -209,6 +231,7 @@ def make_driver(integrate, initial, initial_jac, n_states, n_theta):
                     y[ev_index[e]] += ev_value[e]
                 else:
                     th[ev_index[e]] = ev_value[e]
+                    active[ev_index[e]] = 0.0
                 e += 1
             if st != SUCCESS:
                 Y[row_ptr[s]:k_end] = np.nan
@@ -217,4 +240,4 @@ def make_driver(integrate, initial, initial_jac, n_states, n_theta):
             steps[s] = used
         return Y, SY, status, steps
 
-    return solve
+    return compile_kernel(solve, f"{key}.solve")

@@ -7,20 +7,19 @@ its log density. The step size is controlled on the states. Outputs between step
 same dense output (Hairer's 4th-order continuous extension of DOPRI5) applied to y and S.
 """
 
-import numba
 import numpy as np
 
 from .common import (
-    JIT_OPTIONS,
-    KERNEL_JIT_OPTIONS,
     MAX_STEPS,
     NOT_FINITE,
     STEP_TOO_SMALL,
     SUCCESS,
     all_finite,
+    compile_kernel,
     first_step,
     first_step_guess,
     make_driver,
+    njit,
     rms_norm,
 )
 
@@ -56,7 +55,7 @@ MIN_FACTOR = 0.2
 MAX_FACTOR = 10.0
 
 
-@numba.njit(**JIT_OPTIONS)
+@njit
 def _dense(theta, h, x_old, x_new, k, out, row):
     """Dense output of flat x (y or S) at fraction ``theta`` of the step, into ``out[row]``."""
     for i in range(x_old.shape[0]):
@@ -70,7 +69,7 @@ def _dense(theta, h, x_old, x_new, k, out, row):
         out[row, i] = x_old[i] + theta * (diff + (1 - theta) * (b + theta * (c + (1 - theta) * d)))
 
 
-@numba.njit(**JIT_OPTIONS)
+@njit
 def _stage(x, h, k, s, out):
     """Argument of stage ``s``: out = x + h * sum_{j<s} A[s, j] k[j], for a flat x (y or S).
 
@@ -100,11 +99,10 @@ def _stage(x, h, k, s, out):
             )
 
 
-def make_explicit(rhs, sens_rhs, initial, initial_jac, n_states, n_theta):
+def make_explicit(rhs, sens_rhs, initial, initial_jac, n_states, n_theta, key):
     """Build the batched Dormand-Prince kernel for one model's generated functions."""
 
-    @numba.njit(**KERNEL_JIT_OPTIONS)
-    def integrate(t0, t1, y, S, th, t_out, k_out, k_end, Y, SY, rtol, atol, max_steps):
+    def integrate(t0, t1, y, S, th, active, t_out, k_out, k_end, Y, SY, rtol, atol, max_steps):
         # The step loop takes no slices or rows of arrays: numba counts the references to each
         # array view with atomic operations, which took a quarter of the kernel's time. Stage
         # values pass through preallocated buffers instead (z, f for y; Z, dS for S), and the
@@ -123,6 +121,8 @@ def make_explicit(rhs, sens_rhs, initial, initial_jac, n_states, n_theta):
         SY_flat = SY.reshape((SY.shape[0], m))
         t = t0
         rhs(t, y, th, f)
+        if not (all_finite(y) and all_finite(f)):
+            return NOT_FINITE, 0
         h, d1 = first_step_guess(y, f, rtol, atol)
         h = min(h, t1 - t0)
         for i in range(n):
@@ -130,13 +130,13 @@ def make_explicit(rhs, sens_rhs, initial, initial_jac, n_states, n_theta):
             z[i] = y[i] + h * f[i]
         rhs(t + h, z, th, f)
         h = first_step(h, d1, y, ks[0], f, rtol, atol, ORDER - 1, t1 - t0)
-        sens_rhs(t, y, th, S, dS)
+        sens_rhs(t, y, th, active, S, dS)
         KS[0] = dS_flat
         steps = 0
         while t < t1:
             if steps >= max_steps:
                 return MAX_STEPS, steps
-            if h <= 1e-14 * max(1.0, abs(t)):
+            if not h > 1e-14 * max(1.0, abs(t)):  # also catches a NaN step
                 return STEP_TOO_SMALL, steps
             last = h >= t1 - t
             if last:
@@ -168,7 +168,7 @@ def make_explicit(rhs, sens_rhs, initial, initial_jac, n_states, n_theta):
                 _stage(S_flat, h, KS, s, Z_flat)
                 for i in range(n):
                     z[i] = zs[s, i]
-                sens_rhs(t + C[s] * h, z, th, Z, dS)
+                sens_rhs(t + C[s] * h, z, th, active, Z, dS)
                 for i in range(m):
                     KS[s, i] = dS_flat[i]
             if not all_finite(y_new):
@@ -189,4 +189,5 @@ def make_explicit(rhs, sens_rhs, initial, initial_jac, n_states, n_theta):
             h *= min(MAX_FACTOR, SAFETY * max(e, 1e-10) ** (-1.0 / ORDER))
         return SUCCESS, steps
 
-    return make_driver(integrate, initial, initial_jac, n_states, n_theta)
+    integrate = compile_kernel(integrate, f"{key}.explicit.integrate")
+    return make_driver(integrate, initial, initial_jac, n_states, n_theta, f"{key}.explicit")

@@ -11,16 +11,15 @@ which is the exact derivative of the discrete scheme. Steps end exactly on outpu
 outputs carry no interpolation error.
 """
 
-import numba
 import numpy as np
 
 from .common import (
-    KERNEL_JIT_OPTIONS,
     MAX_STEPS,
     NOT_FINITE,
     STEP_TOO_SMALL,
     SUCCESS,
     all_finite,
+    compile_kernel,
     first_step,
     first_step_guess,
     lu_factor,
@@ -64,10 +63,9 @@ NEWTON_TOL = 1e-5  # weighted RMS of the Newton update, in units of the error to
 NEWTON_MAX_ITER = 8
 
 
-def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta):
+def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta, key):
     """Build the batched Kvaerno3 kernel for one model's generated functions."""
 
-    @numba.njit(**KERNEL_JIT_OPTIONS)
     def newton(t, h, base, z, th, f, J, M, piv, delta, rtol, atol):
         """Solve z = base + h*gamma*f(t, z) in place; return False if it does not converge."""
         n = z.shape[0]
@@ -93,8 +91,9 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta):
             previous = size
         return False
 
-    @numba.njit(**KERNEL_JIT_OPTIONS)
-    def integrate(t0, t1, y, S, th, t_out, k_out, k_end, Y, SY, rtol, atol, max_steps):
+    newton = compile_kernel(newton, f"{key}.stiff.newton")
+
+    def integrate(t0, t1, y, S, th, active, t_out, k_out, k_end, Y, SY, rtol, atol, max_steps):
         # As in the explicit kernel, the step loop takes no slices or rows of arrays (numba
         # counts references to views atomically) and allocates nothing: stage values pass
         # through the buffers z (states) and Z (sensitivities).
@@ -116,6 +115,8 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta):
         err = np.empty(n)
         t = t0
         rhs(t, y, th, ks[0])
+        if not (all_finite(y) and all_finite(ks[0])):
+            return NOT_FINITE, 0
         h, d1 = first_step_guess(y, ks[0], rtol, atol)
         h = min(h, t1 - t0)
         for i in range(n):
@@ -123,13 +124,13 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta):
         rhs(t + h, zs[1], th, ks[1])
         h = first_step(h, d1, y, ks[0], ks[1], rtol, atol, ORDER - 1, t1 - t0)
         jac(t, y, th, J)
-        jac_theta(t, y, th, P)
+        jac_theta(t, y, th, active, P)
         KS[0] = J @ S + P
         steps = 0
         while t < t1:
             if steps >= max_steps:
                 return MAX_STEPS, steps
-            if h <= 1e-14 * max(1.0, abs(t)):
+            if not h > 1e-14 * max(1.0, abs(t)):  # also catches a NaN step
                 return STEP_TOO_SMALL, steps
             # End the step on the next output time (or the segment end).
             t_target = t1
@@ -179,7 +180,7 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta):
                 for i in range(n):
                     z[i] = zs[s, i]
                 jac(ts, z, th, J)
-                jac_theta(ts, z, th, P)
+                jac_theta(ts, z, th, active, P)
                 for i in range(n):
                     for j in range(n):
                         M[i, j] = -h_step * GAMMA * J[i, j]
@@ -214,4 +215,5 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta):
             h = max(h, h_step * factor) if hits else h_step * factor
         return SUCCESS, steps
 
-    return make_driver(integrate, initial, initial_jac, n_states, n_theta)
+    integrate = compile_kernel(integrate, f"{key}.stiff.integrate")
+    return make_driver(integrate, initial, initial_jac, n_states, n_theta, f"{key}.stiff")

@@ -114,14 +114,14 @@ def test_generated_functions_match_float_evaluation_and_finite_differences(name,
         np.testing.assert_allclose(J, J_fd, rtol=1e-6, atol=1e-6 * np.abs(J_fd).max())
 
         Jp = np.empty((n, q))
-        module.jac_theta(0.0, y, theta, Jp)
+        module.jac_theta(0.0, y, theta, np.ones(q), Jp)
         Jp_fd = _central_difference(lambda th, x=y: model.evaluate_rhs(x, th), theta)
         np.testing.assert_allclose(Jp, Jp_fd, rtol=1e-6, atol=1e-6 * np.abs(Jp_fd).max())
 
         # Sensitivity right-hand side dS/dt = J S + df/dtheta.
         S = rng.standard_normal((n, q))
         dS = np.empty((n, q))
-        module.sens_rhs(0.0, y, theta, S, dS)
+        module.sens_rhs(0.0, y, theta, np.ones(q), S, dS)
         np.testing.assert_allclose(dS, J @ S + Jp, rtol=1e-12, atol=1e-12 * np.abs(J @ S + Jp).max())
 
         y0 = np.empty(n)
