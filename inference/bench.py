@@ -12,7 +12,15 @@ way of computing the log-likelihood and its gradient with respect to all 15 entr
     NUMBA mode (what nutpie runs) and, for reference, in the default C mode;
 ``scipy``
     ``scipy.integrate.solve_ivp`` on the augmented forward-sensitivity system (states + dS/dtheta)
-    with a numba right-hand side built from the model's generated ``rhs`` and ``sens_rhs``.
+    with a numba right-hand side built from the model's generated ``rhs`` and ``sens_rhs``;
+``cohort``
+    the full PyMC log density + gradient (NUMBA mode) of the hierarchical model of the first 8
+    subjects of the shipped cohort (``data/cohort``), per subject;
+``nuts``
+    NUTS end to end with nutpie and with ``pm.sample``: on the shipped single-subject example and
+    on the 8-subject cohort subset (default options, 4 chains, ``--draws`` draws and tuning
+    steps): compile time, sampling time, minimum bulk ESS and ESS per second. It takes minutes;
+    ``--sections compiled,pytensor,scipy`` leaves it out.
 
 Human-readable lines come first; the last line is one JSON object (``grad_us``, ``logp_grad_us``,
 ``scipy_grad_us``, ``speedup`` = scipy / compiled, and extras). Times are medians over
@@ -204,10 +212,73 @@ def section_scipy(problem: Problem, repeat: int) -> dict:
     return result
 
 
+COHORT = "data/cohort/observations.csv"
+SINGLE = "data/single_subject/observations.csv"
+COHORT_SUBJECTS = 8
+
+
+def _cohort_dataset():
+    from inference.data import load_dataset
+
+    cohort = load_dataset(COHORT)
+    return cohort.select(cohort.subject_ids[:COHORT_SUBJECTS])
+
+
+def section_cohort(problem: Problem, repeat: int) -> dict:
+    """Time the hierarchical cohort log density + gradient (PyMC model, NUMBA mode) per subject."""
+    import pytensor
+
+    from inference.build import build_model, default_options
+
+    dataset = _cohort_dataset()
+    pm_model = build_model(problem.model, dataset, default_options(problem.model, dataset))
+    logp = pm_model.logp()
+    fn = pytensor.function(pm_model.value_vars, [logp, *pytensor.grad(logp, pm_model.value_vars)],
+                           mode="NUMBA")
+    point = pm_model.initial_point()
+    args = [point[v.name] for v in pm_model.value_vars]
+    us = median_us(lambda: fn(*args), max(repeat // 10, 10))
+    n = len(dataset.subject_ids)
+    print(f"cohort logp+grad ({n} subjects, {len(dataset.observations)} samples, NUMBA) "
+          f"{us:9.1f} us = {us / n:.1f} us per subject")
+    return {"cohort_logp_grad_us": us, "cohort_logp_grad_per_subject_us": us / n}
+
+
+def section_nuts(problem: Problem, repeat: int, draws: int = 1000) -> dict:
+    """Sample the single-subject example and the cohort subset with nutpie and with pm.sample."""
+    import arviz as az
+
+    from inference.data import load_dataset
+    from inference.fit import fit
+
+    result = {}
+    for label, dataset in (("single", load_dataset(SINGLE)), ("cohort8", _cohort_dataset())):
+        for sampler in ("nutpie", "pymc"):
+            idata = fit(problem.model, dataset, sampler=sampler, draws=draws, tune=draws, chains=4,
+                        seed=1, progress=False)
+            names = [v for v in idata.posterior.data_vars if v != "theta"]
+            ess = az.ess(idata, var_names=names, method="bulk")
+            min_ess = min(float(ess[v].min()) for v in names)
+            sampling = float(idata.attrs["sampling_seconds"])
+            compile_s = float(idata.attrs["compile_seconds"])
+            divergences = int(idata.sample_stats["diverging"].sum())
+            print(f"NUTS {label:8s} {sampler:6s}: compile {compile_s:6.1f} s, sampling {sampling:7.1f} s, "
+                  f"min bulk ESS {min_ess:7.0f}, ESS/s {min_ess / sampling:7.2f}, "
+                  f"divergences {divergences}")
+            result[f"nuts_{label}_{sampler}"] = {
+                "compile_s": round(compile_s, 1), "sampling_s": round(sampling, 1),
+                "min_ess_bulk": round(min_ess), "ess_per_s": round(min_ess / sampling, 2),
+                "divergences": divergences,
+            }
+    return result
+
+
 SECTIONS: dict[str, Callable[[Problem, int], dict]] = {
     "compiled": section_compiled,
     "pytensor": section_pytensor,
     "scipy": section_scipy,
+    "cohort": section_cohort,
+    "nuts": section_nuts,
 }
 
 
@@ -220,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m inference.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=2000,
                         help="timed calls per measurement (scipy: a tenth, at least 10); default 2000")
+    parser.add_argument("--draws", type=int, default=1000,
+                        help="NUTS draws and tuning steps per chain in the nuts section; default 1000")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)}")
     args = parser.parse_args(argv)
@@ -234,7 +307,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
           f"rtol {problem.settings.rtol:g}, atol {problem.settings.atol:g}; median of {args.repeat} calls")
     results: dict = {"method": problem.settings.method, "rtol": problem.settings.rtol}
     for name in names:
-        results.update(SECTIONS[name](problem, args.repeat))
+        if name == "nuts":
+            results.update(section_nuts(problem, args.repeat, args.draws))
+        else:
+            results.update(SECTIONS[name](problem, args.repeat))
 
     # Every way must compute the same gradient; say how far apart they are.
     if "grad" in results:
@@ -253,7 +329,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     summary = {k: (round(v, 2) if isinstance(v, float) and (k.endswith("_us") or k.startswith("speedup"))
                    else v)
-               for k, v in results.items() if not isinstance(v, np.ndarray | dict) or k == "scipy_us"}
+               for k, v in results.items()
+               if not isinstance(v, np.ndarray | dict) or k == "scipy_us" or k.startswith("nuts_")}
     print(json.dumps(summary))
     return summary
 
