@@ -23,7 +23,7 @@ import pymc as pm
 
 from models import OdeModel, get_model
 
-from .build import ModelOptions, build_model
+from .build import ModelOptions, build_model, default_options
 from .data import Dataset
 
 SAMPLERS = ("nutpie", "pymc")
@@ -65,7 +65,8 @@ def fit(
     dataset
         A validated dataset.
     options
-        Model options (priors, fixed parameters, cohort structure, likelihood, solver).
+        Model options (priors, fixed parameters, cohort structure, likelihood, solver); by
+        default :func:`~inference.build.default_options` (hierarchical for a cohort).
     sampler
         ``"nutpie"`` (numba backend; the solver compiled into the log density) or ``"pymc"``.
     draws, tune, chains, target_accept
@@ -84,7 +85,7 @@ def fit(
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     model = get_model(model)
-    options = options or ModelOptions()
+    options = options or default_options(model, dataset)
     pm_model = build_model(model, dataset, options)
     op = pm_model.ode_op
     op.failures.reset()

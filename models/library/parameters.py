@@ -19,7 +19,9 @@ DOSE = Input("dose", "ng/kg", "endotoxin bolus at t = 0", default=2.0)
 
 k_L = Parameter(
     "k_L", "1/h", "endotoxin clearance (it activates monocytes as it is cleared)",
-    LogNormal(1.0, 0.6), source="fitted 1.01-1.08/h (Windoloski 2024; Dobreva 2021)",
+    LogNormal(1.0, 0.35),
+    source="fitted 1.01-1.08/h (Windoloski 2024; Dobreva 2021); rat LPS t1/2 ~1 h. Kept informative "
+    "(0.5-2/h): with d_M it forms a flip-flop pair that one challenge cannot order",
 )
 d_M = Parameter(
     "d_M", "1/h", "decay of monocyte activation", LogNormal(1.5, 0.6),
@@ -30,8 +32,9 @@ k_T = Parameter(
     LogNormal(1800.0, 0.82), source="calibrated to TNF peak ~300 pg/mL; lab-to-lab spread",
 )
 d_T = Parameter(
-    "d_T", "1/h", "TNF-alpha clearance", LogNormal(2.0, 0.47),
-    source="rhTNF t1/2 ~20 min (Chapman 1987); post-peak fall >= 1.2/h (Janum)",
+    "d_T", "1/h", "TNF-alpha clearance", LogNormal(2.0, 0.3),
+    source="rhTNF t1/2 ~20 min (Chapman 1987); post-peak fall >= 1.2/h (Janum). Informative "
+    "(1.1-3.6/h), as the literature note advises, so the slow TNF tail is not given to d_T",
 )
 k_I = Parameter(
     "k_I", "pg/mL/h per ng/kg", "IL-6 synthesis driven directly by monocyte activation",
