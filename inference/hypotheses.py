@@ -1,0 +1,492 @@
+"""Hypotheses about cytokine balance: named model configurations to be compared on one dataset.
+
+A hypothesis is a name plus a library model, parameters fixed to values, parameters with
+between-subject random effects, group effects or covariate effects, and prior overrides, for
+example::
+
+    H0 = Hypothesis("H0", description="cortisol suppresses fully", fixed={"r": 0.0})
+    H2 = Hypothesis("H2", description="resistance differs by group", group_effects=("r",))
+
+Each one turns into the :class:`~inference.build.ModelOptions` of one fit. A set of hypotheses is
+declared in Python or in a small TOML file (read with :mod:`tomllib`)::
+
+    [defaults]                      # optional; every hypothesis inherits these keys
+    random_effects = ["k_T", "C_b"]
+
+    [hypotheses.H0]
+    description = "cortisol suppresses fully"
+    fixed = { r = 0.0 }
+
+    [hypotheses.H3]
+    model = "gc_receptor"
+    group_effects = ["k_D"]
+    solver = { method = "stiff" }
+
+Keys of a hypothesis: ``description``, ``model`` (default ``acute_inflammation``), ``fixed``
+(``{parameter = number}``), ``priors`` (``{parameter = {kind = "LogNormal", median = .., sigma =
+..}}``, or ``kind = "Beta"`` with ``alpha, beta``, or ``kind = "Normal"`` with ``mu, sigma``),
+``random_effects``, ``group_effects`` (lists of parameters), ``covariates`` (``{parameter =
+[subject column, ...]}``), ``likelihood`` (``lognormal`` or ``student_t``), ``nu`` and ``solver``
+(``{method, rtol, atol, max_steps}``). A hypothesis inherits every key of ``[defaults]`` it does not
+set; the tables ``fixed``, ``priors`` and ``covariates`` are merged per parameter (the
+hypothesis wins), and a parameter the hypothesis fixes drops out of the priors and effects it
+inherits (``fixed = { r = 0.0 }`` beside a default ``random_effects = [..., "r"]``). Without a
+``solver``, a model's recommended method is used (``stiff`` for ``gc_receptor``).
+
+Loading is a linter: every hypothesis is checked against its model (and, given a dataset, against
+the data), and one :class:`~models.ModelError` lists every problem, each naming the file, the
+hypothesis and the key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models import Beta, LogNormal, ModelError, Normal, OdeModel, Prior, SolverSettings, get_model
+
+from .build import LIKELIHOODS, ModelOptions
+from .data import Dataset
+
+__all__ = ["HYPOTHESIS_KEYS", "RECOMMENDED_SOLVER", "Hypothesis", "check_hypotheses", "load_hypotheses",
+           "parse_hypotheses"]
+
+#: Keys a hypothesis (or the ``[defaults]`` table) may set.
+HYPOTHESIS_KEYS = ("description", "model", "fixed", "priors", "random_effects", "group_effects",
+                   "covariates", "likelihood", "nu", "solver")
+_MERGED_KEYS = ("fixed", "priors", "covariates")  # merged per parameter with [defaults]
+_STRUCTURE_KEYS = ("priors", "random_effects", "group_effects", "covariates")
+_PRIOR_FIELDS = {"LogNormal": (LogNormal, ("median", "sigma")), "Beta": (Beta, ("alpha", "beta")),
+                 "Normal": (Normal, ("mu", "sigma"))}
+_SOLVER_FIELDS = ("method", "rtol", "atol", "max_steps")
+# Models whose time scales are far apart need the implicit solver (models/library docstrings).
+RECOMMENDED_SOLVER = {"gc_receptor": "stiff"}
+# A hypothesis name becomes a file name (DIR/<name>.nc) and an HTML id.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One hypothesis: a library model with fixed parameters, cohort structure and priors.
+
+    Parameters
+    ----------
+    name
+        Short name (letters, digits, ``_ . -``; it names the result file ``<name>.nc``).
+    model
+        Library model name (see ``cytokine-balance info``).
+    description
+        What the hypothesis says, in words (shown in the comparison).
+    fixed
+        Parameters held at a value, e.g. ``{"r": 0.0}``: "cortisol suppresses fully".
+    priors
+        Prior overrides by parameter (``models.LogNormal``, ``Beta`` or ``Normal``).
+    random_effects, group_effects, covariates, likelihood, nu
+        As in :class:`~inference.build.ModelOptions`.
+    solver
+        Solver settings; ``None`` takes the model's recommended method with default tolerances.
+
+    Raises
+    ------
+    ModelError
+        An unknown model or parameter, a parameter both fixed and free, a value out of bounds;
+        the message names the hypothesis and the key.
+    """
+
+    name: str
+    model: str = "acute_inflammation"
+    description: str = ""
+    fixed: Mapping[str, float] = field(default_factory=dict)
+    priors: Mapping[str, Prior] = field(default_factory=dict)
+    random_effects: tuple[str, ...] = ()
+    group_effects: tuple[str, ...] = ()
+    covariates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    likelihood: str = "lognormal"
+    nu: float = 5.0
+    solver: SolverSettings | None = None
+
+    def __post_init__(self) -> None:
+        # Normalise containers so that equal declarations compare (and hash into JSON) equal.
+        object.__setattr__(self, "fixed", {k: _as_float(v) for k, v in dict(self.fixed).items()})
+        object.__setattr__(self, "priors", dict(self.priors))
+        object.__setattr__(self, "random_effects", tuple(self.random_effects))
+        object.__setattr__(self, "group_effects", tuple(self.group_effects))
+        object.__setattr__(self, "covariates", {k: tuple(v) for k, v in dict(self.covariates).items()})
+        problems = _problems(self)
+        if problems:
+            error = ModelError(problems[0] if len(problems) == 1 else
+                               f"{len(problems)} problems:\n  " + "\n  ".join(problems))
+            error.problems = tuple(problems)
+            raise error
+
+    @property
+    def ode_model(self) -> OdeModel:
+        """The library model."""
+        return get_model(self.model)
+
+    @property
+    def solver_settings(self) -> SolverSettings:
+        """The solver settings of the fit (the model's recommended method unless set)."""
+        if self.solver is not None:
+            return self.solver
+        return SolverSettings(method=RECOMMENDED_SOLVER.get(self.model, "explicit"))
+
+    def options(self) -> ModelOptions:
+        """Return the model options of this hypothesis' fit."""
+        return ModelOptions(
+            priors=dict(self.priors), fixed=dict(self.fixed), random_effects=self.random_effects,
+            group_effects=self.group_effects, covariates=dict(self.covariates),
+            likelihood=self.likelihood, nu=self.nu, solver=self.solver_settings,
+        )
+
+    def check(self, dataset: Dataset) -> None:
+        """Check the hypothesis against a dataset (groups, covariate columns, analytes).
+
+        Raises
+        ------
+        ModelError
+            Naming the hypothesis and the key that does not fit the data.
+        """
+        problems = _data_problems(self, dataset)
+        if problems:
+            raise ModelError("\n  ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the declaration as plain data (the TOML keys; JSON-serialisable)."""
+        solver = self.solver_settings
+        return {
+            "name": self.name, "model": self.model, "description": self.description,
+            "fixed": dict(self.fixed),
+            "priors": {k: {"kind": type(p).__name__, **_prior_values(p)} for k, p in self.priors.items()},
+            "random_effects": list(self.random_effects), "group_effects": list(self.group_effects),
+            "covariates": {k: list(v) for k, v in self.covariates.items()},
+            "likelihood": self.likelihood, "nu": self.nu,
+            "solver": {"method": solver.method, "rtol": solver.rtol, "atol": solver.atol,
+                       "max_steps": solver.max_steps},
+        }
+
+
+def _as_float(value):
+    """Return a number as float and anything else unchanged (the checks report it)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _prior_values(prior: Prior) -> dict[str, float]:
+    _, fields = _PRIOR_FIELDS[type(prior).__name__]
+    return {f: getattr(prior, f) for f in fields}
+
+
+def _where(h: Hypothesis, key: str) -> str:
+    return f"hypothesis {h.name!r}, key {key!r}"
+
+
+def _problems(h: Hypothesis) -> list[str]:
+    """Everything wrong with a hypothesis on its own (without data)."""
+    if not isinstance(h.name, str) or not _NAME.match(h.name):
+        return [f"hypothesis name {h.name!r}: expected letters, digits, '_', '.' or '-' "
+                "(it names the result file <name>.nc)"]
+    try:
+        model = get_model(h.model)
+    except ModelError as error:
+        return [f"{_where(h, 'model')}: {error}"]
+    problems = []
+    names = set(model.parameter_names)
+    for key in ("fixed", *_STRUCTURE_KEYS):
+        given = list(getattr(h, key))
+        unknown = [n for n in given if n not in names]
+        if unknown:
+            problems.append(f"{_where(h, key)}: model {model.name} has no parameter(s) {unknown}; "
+                            f"parameters: {list(model.parameter_names)}")
+        repeated = sorted({n for n in given if given.count(n) > 1})
+        if repeated:
+            problems.append(f"{_where(h, key)}: {repeated} listed more than once")
+    for key in _STRUCTURE_KEYS:
+        both = sorted(set(h.fixed) & set(getattr(h, key)))
+        if both:
+            problems.append(f"{_where(h, 'fixed')}: {both} are fixed and cannot also appear in {key!r}")
+    for pname, value in h.fixed.items():
+        if not isinstance(value, float):
+            problems.append(f"{_where(h, 'fixed')}: {pname}: expected a number, got {value!r}")
+        elif pname in names:
+            p = model.parameter(pname)
+            if not p.lower <= value <= p.upper:
+                problems.append(f"{_where(h, 'fixed')}: {pname} = {value:g} is outside "
+                                f"[{p.lower:g}, {p.upper:g}]")
+    for pname, prior in h.priors.items():
+        if not isinstance(prior, Prior):
+            problems.append(f"{_where(h, 'priors')}: {pname}: expected a models.LogNormal, Beta or "
+                            f"Normal prior, got {prior!r}")
+    for pname, columns in h.covariates.items():
+        if not columns or not all(isinstance(c, str) for c in columns):
+            problems.append(f"{_where(h, 'covariates')}: {pname}: expected a list of subject columns, "
+                            f"got {list(columns)}")
+    if h.likelihood not in LIKELIHOODS:
+        problems.append(f"{_where(h, 'likelihood')}: expected one of {list(LIKELIHOODS)}, "
+                        f"got {h.likelihood!r}")
+    if not h.nu > 0:
+        problems.append(f"{_where(h, 'nu')}: expected a positive number, got {h.nu!r}")
+    if h.solver is not None and not isinstance(h.solver, SolverSettings):
+        problems.append(f"{_where(h, 'solver')}: expected models.SolverSettings, got {h.solver!r}")
+    return problems
+
+
+def _data_problems(h: Hypothesis, dataset: Dataset) -> list[str]:
+    """List what does not fit the dataset: group effects without groups, missing columns."""
+    problems = []
+    if h.group_effects and len(dataset.groups) < 2:
+        problems.append(
+            f"{_where(h, 'group_effects')}: {list(h.group_effects)} needs a dataset with at least two "
+            f"groups; {dataset.source} has {len(dataset.groups)} ({', '.join(dataset.groups)}): add a "
+            "'group' column or remove the group effect"
+        )
+    for pname, columns in h.covariates.items():
+        missing = [c for c in columns if c not in dataset.subjects.columns]
+        if missing:
+            have = [c for c in dataset.subjects.columns if c != "group"]
+            problems.append(f"{_where(h, 'covariates')}: {pname} uses columns {missing} absent from "
+                            f"{dataset.source} (per-subject columns: {have})")
+    missing_analytes = sorted(set(dataset.analytes) - set(h.ode_model.analytes))
+    if missing_analytes:
+        problems.append(f"{_where(h, 'model')}: model {h.model} does not observe {missing_analytes} "
+                        f"measured in {dataset.source}")
+    if not problems:
+        try:
+            h.options().check(h.ode_model, dataset)
+        except ModelError as error:  # anything build.py checks beyond the above
+            problems.append(f"hypothesis {h.name!r}: {error}")
+    return problems
+
+
+def check_hypotheses(hypotheses: Sequence[Hypothesis], dataset: Dataset | None = None) -> None:
+    """Check a set of hypotheses to compare: distinct names, and each one against the data.
+
+    Raises
+    ------
+    ModelError
+        Listing every problem, each naming the hypothesis and key.
+    """
+    problems = []
+    names = [h.name for h in hypotheses]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        problems.append(f"hypothesis names {repeated} are used more than once")
+    if dataset is not None:
+        for h in hypotheses:
+            problems += _data_problems(h, dataset)
+    if problems:
+        raise ModelError(_joined(problems, "hypotheses"))
+
+
+def _joined(problems: list[str], source: str) -> str:
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return f"{source}: {len(problems)} problems:\n  " + "\n  ".join(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# TOML
+# --------------------------------------------------------------------------------------------
+def load_hypotheses(path: str | Path, dataset: Dataset | None = None) -> tuple[Hypothesis, ...]:
+    """Read hypotheses from a TOML file (format in the module docstring).
+
+    Parameters
+    ----------
+    path
+        The TOML file.
+    dataset
+        If given, every hypothesis is also checked against it (groups, covariate columns).
+
+    Returns
+    -------
+    tuple of Hypothesis
+        In the order of the file.
+
+    Raises
+    ------
+    ModelError
+        Invalid TOML, or one message listing every problem, each with the file, hypothesis and key.
+    FileNotFoundError
+        No such file.
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        try:
+            data = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as error:
+            raise ModelError(f"{path.name}: not valid TOML: {error}") from None
+    return parse_hypotheses(data, source=path.name, dataset=dataset)
+
+
+def parse_hypotheses(data: Mapping[str, Any], *, source: str = "<hypotheses>",
+                     dataset: Dataset | None = None) -> tuple[Hypothesis, ...]:
+    """Turn parsed TOML (``{"defaults": {...}, "hypotheses": {name: {...}}}``) into hypotheses.
+
+    Raises
+    ------
+    ModelError
+        One message listing every problem, each naming ``source``, the hypothesis and the key.
+    """
+    problems: list[str] = []
+    unknown = sorted(set(data) - {"defaults", "hypotheses"})
+    if unknown:
+        problems.append(f"unknown top-level table(s) {unknown}; expected [defaults] and "
+                        "[hypotheses.NAME]")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, Mapping):
+        problems.append("[defaults] must be a table")
+        defaults = {}
+    for key in sorted(set(defaults) - set(HYPOTHESIS_KEYS)):
+        problems.append(f"[defaults], key {key!r}: unknown key; expected one of {list(HYPOTHESIS_KEYS)}")
+    declared = data.get("hypotheses", {})
+    if not isinstance(declared, Mapping) or not declared:
+        problems.append("no hypotheses: declare at least one table [hypotheses.NAME]")
+        declared = {}
+    hypotheses = []
+    for name, table in declared.items():
+        if not isinstance(table, Mapping):
+            problems.append(f"hypothesis {name!r}: expected a table [hypotheses.{name}], got {table!r}")
+            continue
+        hypothesis, found = _from_table(str(name), table, defaults)
+        problems += found
+        if hypothesis is not None:
+            hypotheses.append(hypothesis)
+    if dataset is not None:
+        for h in hypotheses:
+            problems += _data_problems(h, dataset)
+    if problems:
+        raise ModelError(_joined(problems, source))
+    return tuple(hypotheses)
+
+
+def _from_table(name: str, table: Mapping[str, Any], defaults: Mapping[str, Any]):
+    """One hypothesis from its TOML table and the defaults; returns (hypothesis or None, problems)."""
+    problems = [f"hypothesis {name!r}, key {key!r}: unknown key; expected one of {list(HYPOTHESIS_KEYS)}"
+                for key in table if key not in HYPOTHESIS_KEYS]
+    merged: dict[str, Any] = {k: v for k, v in defaults.items() if k in HYPOTHESIS_KEYS}
+    # A parameter the hypothesis fixes drops out of what it inherits (a default prior or effect).
+    fixed_here = set(table["fixed"]) if isinstance(table.get("fixed"), Mapping) else set()
+    for key in ("priors", "covariates"):
+        if isinstance(merged.get(key), Mapping):
+            merged[key] = {k: v for k, v in merged[key].items() if k not in fixed_here}
+    for key in ("random_effects", "group_effects"):
+        if isinstance(merged.get(key), list):
+            merged[key] = [n for n in merged[key] if n not in fixed_here]
+    for key, value in table.items():
+        if key not in HYPOTHESIS_KEYS:
+            continue
+        if key in _MERGED_KEYS and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    kwargs: dict[str, Any] = {}
+    for key, value in merged.items():
+        origin = "" if key in table else " (from [defaults])"
+        try:
+            kwargs[key] = _CONVERTERS[key](value)
+        except (TypeError, ValueError) as error:  # ModelError is a ValueError
+            problems.append(f"hypothesis {name!r}, key {key!r}{origin}: {error}")
+    if problems:
+        return None, problems
+    try:
+        return Hypothesis(name=name, **kwargs), []
+    except ModelError as error:
+        return None, list(getattr(error, "problems", [str(error)]))
+
+
+def _text(value) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+def _number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _names(value) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable) or not all(isinstance(v, str)
+                                                                            for v in value):
+        raise TypeError(f"expected a list of parameter names, e.g. [\"k_T\", \"C_b\"], got {value!r}")
+    return tuple(value)
+
+
+def _table(value, what: str) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a table of {what}, got {value!r}")
+    return value
+
+
+def _fixed(value) -> dict[str, float]:
+    out = {}
+    for pname, number in _table(value, "parameter = number, e.g. { r = 0.0 }").items():
+        try:
+            out[pname] = _number(number)
+        except TypeError:
+            raise TypeError(f"{pname}: expected a number, got {number!r}") from None
+    return out
+
+
+def _priors(value) -> dict[str, Prior]:
+    out = {}
+    example = 'parameter = { kind = "LogNormal", median = 500, sigma = 0.2 }'
+    for pname, spec in _table(value, example).items():
+        if not isinstance(spec, Mapping) or spec.get("kind") not in _PRIOR_FIELDS:
+            raise TypeError(f"{pname}: expected {{ kind = one of {list(_PRIOR_FIELDS)}, ... }}, got {spec!r}")
+        kind, fields = _PRIOR_FIELDS[spec["kind"]]
+        given = {k: v for k, v in spec.items() if k != "kind"}
+        if set(given) != set(fields):
+            raise TypeError(f"{pname}: a {spec['kind']} prior needs exactly {list(fields)}, "
+                            f"got {sorted(given)}")
+        try:
+            out[pname] = kind(**{k: _number(v) for k, v in given.items()})
+        except (TypeError, ModelError) as error:
+            raise TypeError(f"{pname}: {error}") from None
+    return out
+
+
+def _covariates(value) -> dict[str, tuple[str, ...]]:
+    out = {}
+    for pname, columns in _table(value, 'parameter = ["column", ...]').items():
+        if isinstance(columns, str):
+            columns = [columns]
+        try:
+            out[pname] = _names(columns)
+        except TypeError:
+            raise TypeError(f"{pname}: expected a list of subject columns, got {columns!r}") from None
+    return out
+
+
+def _likelihood(value) -> str:
+    return _text(value)
+
+
+def _solver(value) -> SolverSettings:
+    spec = _table(value, "solver settings, e.g. { method = \"stiff\", rtol = 1e-6 }")
+    unknown = sorted(set(spec) - set(_SOLVER_FIELDS))
+    if unknown:
+        raise TypeError(f"unknown solver setting(s) {unknown}; expected {list(_SOLVER_FIELDS)}")
+    kwargs = dict(spec)
+    if "method" in kwargs:
+        kwargs["method"] = _text(kwargs["method"])
+    for key in ("rtol", "atol"):
+        if key in kwargs:
+            kwargs[key] = _number(kwargs[key])
+    steps = kwargs.get("max_steps", 1)
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise TypeError(f"max_steps: expected an integer, got {steps!r}")
+    return SolverSettings(**kwargs)
+
+
+_CONVERTERS = {
+    "description": _text, "model": _text, "fixed": _fixed, "priors": _priors,
+    "random_effects": _names, "group_effects": _names, "covariates": _covariates,
+    "likelihood": _likelihood, "nu": _number, "solver": _solver,
+}
