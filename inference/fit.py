@@ -25,6 +25,7 @@ from models import OdeModel, get_model
 
 from .build import ModelOptions, build_model, default_options
 from .data import Dataset
+from .files import write_atomically
 
 SAMPLERS = ("nutpie", "pymc")
 RESULT_ATTRS = ("model", "options", "dataset_observations")
@@ -155,17 +156,8 @@ def save_result(idata: az.InferenceData, path: str | Path, *, overwrite: bool = 
     FileExistsError
         ``path`` exists and ``overwrite`` is false.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        idata.to_netcdf(str(tmp), engine="h5netcdf")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, lambda tmp: idata.to_netcdf(str(tmp), engine="h5netcdf"),
+                            overwrite=overwrite)
 
 
 def load_result(path: str | Path) -> az.InferenceData:

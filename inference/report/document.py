@@ -26,6 +26,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from ..diagnostics import Verdict, diagnose, monitored_variables
+from ..files import write_atomically
 from ..predictive import Predictive, posterior_predictive, sample_prior
 from . import figures
 from .content import (
@@ -155,17 +156,8 @@ class Report:
         FileExistsError
             ``path`` exists and ``overwrite`` is false.
         """
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(self.html, encoding="utf-8")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return write_atomically(path, lambda tmp: tmp.write_text(self.html, encoding="utf-8"),
+                                overwrite=overwrite)
 
 
 def _figure(fig, alt: str, caption: str = "") -> dict:
