@@ -158,12 +158,13 @@ def _quiet_psis():
     """Silence what ArviZ's PSIS says that the comparison reports itself.
 
     ArviZ warns about high Pareto k (reported, and refitted on request, here), and its generalised
-    Pareto fit lets ``exp`` overflow on the extreme tails of subject-summed log-likelihoods (the
-    weights it computes there are zero, as they should be).
+    Pareto fit lets numpy overflow or divide by zero on degenerate tails (subject-summed
+    log-likelihoods spanning hundreds of nats, or a censored sample whose likelihood is 1 in
+    nearly every draw); the k it returns then is large or not finite, and is reported as such.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"(?s).*[Pp]areto.*", category=UserWarning)
-        warnings.filterwarnings("ignore", message="overflow encountered in exp", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"arviz\.stats\.stats")
         yield
 
 
@@ -495,7 +496,7 @@ def write_verdict(table: pd.DataFrame, savage_dickey: Sequence[dict] = (),
             for r in done.get(level, []):
                 if "skipped" in r:
                     warns.append(f"{n}: subject {r['subject']} was not refitted: {r['skipped']}")
-                elif r["integrand_pareto_k"] > PARETO_K_THRESHOLD:
+                elif not r["integrand_pareto_k"] <= PARETO_K_THRESHOLD:  # NaN counts as unreliable
                     warns.append(f"{n}: the exact refit of {unit} {r.get(unit)} is a noisy Monte Carlo "
                                  f"estimate (Pareto k {r['integrand_pareto_k']:.2f} over its draws); "
                                  "more draws would firm it up.")
@@ -532,11 +533,10 @@ def write_verdict(table: pd.DataFrame, savage_dickey: Sequence[dict] = (),
         d, se = table.at[second, "elpd_diff"], table.at[second, "dse"]
         if d < SEPARATION_SE * se:
             tied = [n for n in sound[1:] if table.at[n, "elpd_diff"] < SEPARATION_SE * table.at[n, "dse"]]
-            sentences.append(
-                f"By PSIS-LOO the data do not separate {best} from {', '.join(tied)}: "
-                f"{best} leads {second} by {_fmt(d)} ± {_fmt(se)} elpd, less than {SEPARATION_SE:g} SE, "
-                "so no winner can be named from these data."
-            )
+            behind = " or ".join(f"{n} ({_fmt(table.at[n, 'elpd_diff'])} ± {_fmt(table.at[n, 'dse'])} "
+                                 "elpd behind)" for n in tied)
+            sentences.append(f"By PSIS-LOO the data do not separate {best} from {behind}: less than "
+                             f"{SEPARATION_SE:g} SE apart, so no winner can be named from these data.")
         else:
             sentences.append(f"By PSIS-LOO, {best} predicts best, ahead of {second} by {_fmt(d)} ± "
                              f"{_fmt(se)} elpd (more than 2 SE).")
@@ -583,9 +583,9 @@ def write_verdict(table: pd.DataFrame, savage_dickey: Sequence[dict] = (),
                 warns.append(f"Savage-Dickey and bridge sampling disagree on {sd['null']} vs "
                              f"{sd['alternative']} by {_fmt(gap, 2)} (more than 3 SE).")
         sentences.append(line + ".")
-        if sd["pareto_k"] is not None and sd["pareto_k"] > PARETO_K_THRESHOLD:
-            warns.append(f"The Savage-Dickey weights for {sd['null']} have Pareto k {sd['pareto_k']:.2f}: "
-                         "the cross-check is unreliable.")
+        if sd["pareto_k"] is None or not sd["pareto_k"] <= PARETO_K_THRESHOLD:
+            warns.append(f"The Savage-Dickey weights for {sd['null']} have Pareto k "
+                         f"{_fmt(sd['pareto_k'], 2)}: the cross-check is unreliable.")
     return " ".join(sentences), warns
 
 
@@ -1125,7 +1125,7 @@ def _ppc_data(idata: az.InferenceData) -> pd.DataFrame:
 
 def _ppc_plots(comparison: Comparison, names: Sequence[str]) -> tuple[list[dict], list[str]]:
     from matplotlib.figure import Figure
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     obs = comparison.dataset.observations
     diff = comparison.differences(names[0], names[1]).abs().sum(axis=1) if len(names) > 1 else None
@@ -1163,6 +1163,8 @@ def _ppc_plots(comparison: Comparison, names: Sequence[str]) -> tuple[list[dict]
                         color="black")
                 ax.set_yscale("log")
                 ax.set_ylim(*limits[a])
+                ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
                 ax.yaxis.set_minor_formatter(NullFormatter())
                 ax.tick_params(labelsize=7)
                 if r == 0:

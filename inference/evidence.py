@@ -466,7 +466,7 @@ def savage_dickey(density: LogDensity, posterior: xr.Dataset, parameter: str, va
     with warnings.catch_warnings():
         # ArviZ warns when k is high; we report k ourselves.
         warnings.filterwarnings("ignore", message=r"(?s).*[Pp]areto.*", category=UserWarning)
-        warnings.filterwarnings("ignore", message="overflow encountered in exp", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"arviz\.stats\.stats")
         _, k = az.psislw(log_w[np.isfinite(log_w)])
     return SavageDickey(parameter, float(value), log_bf, se, float(k), n)
 

@@ -271,7 +271,8 @@ def test_verdict_names_a_winner_only_beyond_two_standard_errors():
                     dict(name="H0", elpd_loo=-11, elpd_diff=1.0, dse=0.8),
                     dict(name="H2", elpd_loo=-30, elpd_diff=20, dse=5)])
     text, _ = write_verdict(close)
-    assert text.startswith("By PSIS-LOO the data do not separate H1 from H0: H1 leads H0 by 1.0 ± 0.8 elpd")
+    assert text.startswith("By PSIS-LOO the data do not separate H1 from H0 (1.0 ± 0.8 elpd behind): less "
+                           "than 2 SE apart, so no winner can be named")
     assert "no winner can be named" in text and "H2" not in text.split(".")[0]
 
 
