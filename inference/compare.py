@@ -29,7 +29,6 @@ import contextlib
 import io
 import json
 import math
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ from .evidence import (
     smc_evidence,
 )
 from .evidence import savage_dickey as savage_dickey_ratio
+from .files import write_atomically
 from .fit import SAMPLERS, fit, load_result, result_dataset, result_model, result_options, save_result
 from .hypotheses import Hypothesis, check_hypotheses
 from .priors import unconstrained
@@ -709,8 +709,9 @@ class Comparison:
         paths = (out / JSON_NAME, out / HTML_NAME)
         _check_free(paths, force)
         out.mkdir(parents=True, exist_ok=True)
-        _write_text(paths[0], self.to_json() + "\n")
-        _write_text(paths[1], render_comparison(self))
+        json_text, html = self.to_json() + "\n", render_comparison(self)
+        write_atomically(paths[0], lambda tmp: tmp.write_text(json_text, encoding="utf-8"), overwrite=True)
+        write_atomically(paths[1], lambda tmp: tmp.write_text(html, encoding="utf-8"), overwrite=True)
         return paths
 
 
@@ -740,15 +741,6 @@ def _check_free(paths: Sequence[Path], force: bool) -> None:
     if existing and not force:
         raise FileExistsError(f"{', '.join(existing)} exist{'s' if len(existing) == 1 else ''}; "
                               "pass force=True (CLI: --force) to replace")
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------

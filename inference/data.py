@@ -22,7 +22,6 @@ analyte (:data:`CANONICAL_UNITS`), and a censored sample's value becomes its lim
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+
+from .files import write_atomically
 
 __all__ = ["CANONICAL_UNITS", "DataError", "Dataset", "load_dataset", "save_dataset"]
 
@@ -719,12 +720,5 @@ def save_dataset(
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path`` (atomic)."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="") as file:
-            frame.to_csv(file, index=False, lineterminator="\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write ``frame`` as CSV atomically (the caller has checked whether ``path`` may be replaced)."""
+    write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"), overwrite=True)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import scipy.special
 from models import OdeModel, SolverError, SolverSettings, get_model, solve
 
 from .data import CANONICAL_UNITS, Dataset, load_dataset, save_dataset
+from .files import write_atomically
 
 __all__ = ["main", "simulate_dataset"]
 
@@ -409,15 +408,8 @@ def _readme(title: str, truth: pd.DataFrame, dataset: Dataset, notes: list[str],
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically: a temporary file in the same folder renamed over ``path``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write ``text`` atomically (regeneration replaces its own outputs)."""
+    write_atomically(path, lambda tmp: tmp.write_text(text, newline=""), overwrite=True)
 
 
 def _write_shipped(output: Path) -> list[Path]:

@@ -12,13 +12,7 @@ L(0) = dose, M(0) = 0, T(0) = T_b, I(0) = I_b, C(0) = C_b       (time in h)"""
 def rhs(s, p, u, m):
     """Right-hand side of the acute-inflammation model (see ``EQUATIONS``)."""
     h = 1 - (1 - p.r) * s.C / (s.C + p.K_C)
-    return {
-        "L": -p.k_L * s.L,
-        "M": p.k_L * s.L - p.d_M * s.M,
-        "T": p.d_T * (p.T_b - s.T) + p.k_T * s.M * h,
-        "I": p.d_I * (p.I_b - s.I) + (p.k_I * s.M + p.k_IT * s.T) * h,
-        "C": p.d_C * (p.C_b - s.C) + p.k_C * (s.I - p.I_b),
-    }
+    return {**P.cytokine_rates(s, p, h), "C": p.d_C * (p.C_b - s.C) + p.k_C * (s.I - p.I_b)}
 
 
 def initial(p, u, m):

@@ -40,10 +40,7 @@ def rhs(s, p, u, m):
     """Right-hand side of the receptor model (see ``EQUATIONS``)."""
     h = 1 - s.G
     return {
-        "L": -p.k_L * s.L,
-        "M": p.k_L * s.L - p.d_M * s.M,
-        "T": p.d_T * (p.T_b - s.T) + p.k_T * s.M * h,
-        "I": p.d_I * (p.I_b - s.I) + (p.k_I * s.M + p.k_IT * s.T) * h,
+        **P.cytokine_rates(s, p, h),
         "C": p.d_C * (p.C_b - s.C) + p.k_C * (s.I - p.I_b) + u.stress,
         "G": p.k_G * (s.R * s.C / (s.C + p.K_C) - s.G),
         "R": p.k_R * (1 - s.R) - p.k_D * s.G,

@@ -83,3 +83,13 @@ dT/dt = d_T (T_b - T) + k_T M h                                 [pg/mL/h]
 dI/dt = d_I (I_b - I) + (k_I M + k_IT T) h                      [pg/mL/h]
 (I_b is IL-6 at t = 0; baseline TNF keeps driving IL-6 at k_IT T_b h, so without endotoxin
 IL-6 drifts slowly towards I_b + k_IT T_b h / d_I.)"""
+
+
+def cytokine_rates(s, p, h) -> dict:
+    """Time derivatives of L, M, T and I (``CYTOKINE_EQUATIONS``) under cortisol suppression ``h``."""
+    return {
+        "L": -p.k_L * s.L,
+        "M": p.k_L * s.L - p.d_M * s.M,
+        "T": p.d_T * (p.T_b - s.T) + p.k_T * s.M * h,
+        "I": p.d_I * (p.I_b - s.I) + (p.k_I * s.M + p.k_IT * s.T) * h,
+    }
