@@ -6,7 +6,7 @@ Both kernels share one interface (see :func:`solve`): a batch of subjects, each 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,8 +168,3 @@ def solve(
         settings.rtol, settings.atol, settings.max_steps,
     )
     return Solution(y, sens, status, steps)
-
-
-def theta_matrix(model: OdeModel, params: Sequence[Mapping], inputs: Sequence[Mapping]):
-    """Stack per-subject named parameters and inputs into a theta matrix."""
-    return np.array([model.theta(p, u) for p, u in zip(params, inputs, strict=True)])

@@ -131,3 +131,45 @@ def test_generated_functions_match_float_evaluation_and_finite_differences(name,
         module.initial_jac(theta, S0)
         S0_fd = _central_difference(model.evaluate_initial, theta)
         np.testing.assert_allclose(S0, S0_fd, rtol=1e-6, atol=1e-9)
+
+
+def _switch_rhs(s, p, u, m):
+    return {"X": p.k * m.hill(s.Y, p.K, 2) - s.X, "Y": -m.hill_down(s.X, p.K, 3) * s.Y + m.exp(-s.X)}
+
+
+def _switch_initial(p, u, m):
+    return {"X": u.x0, "Y": m.sqrt(u.x0)}
+
+
+def test_hill_functions_and_math_namespace_compile_exactly(rng):
+    model = OdeModel(
+        name="switch_codegen",
+        title="two Hill switches",
+        equations="dX/dt = k Y^2/(Y^2+K^2) - X; dY/dt = -K^3/(X^3+K^3) Y + exp(-X)",
+        states=(State("X", "1", "x"), State("Y", "1", "y")),
+        parameters=(
+            Parameter("k", "1/h", "gain", LogNormal(2.0, 0.3)),
+            Parameter("K", "1", "threshold", LogNormal(1.0, 0.3)),
+        ),
+        inputs=(Input("x0", "1", "initial X", default=1.5),),
+        observables=(Observable("X_obs", "X", "1"),),
+        rhs=_switch_rhs,
+        initial=_switch_initial,
+    )
+    module = compile_model(model)
+    y, theta = _random_point(model, rng)
+    dy = np.empty(2)
+    module.rhs(0.0, y, theta, dy)
+    np.testing.assert_allclose(dy, model.evaluate_rhs(y, theta), rtol=1e-13)
+    J = np.empty((2, 2))
+    module.jac(0.0, y, theta, J)
+    np.testing.assert_allclose(
+        J, _central_difference(lambda x: model.evaluate_rhs(x, theta), y), rtol=1e-6, atol=1e-9
+    )
+    # Hill functions by hand at one point: x^n / (x^n + K^n) and K^n / (x^n + K^n).
+    k, K = theta[:2]
+    expected_x = k * y[1] ** 2 / (y[1] ** 2 + K**2) - y[0]
+    assert dy[0] == pytest.approx(expected_x, rel=1e-13)
+    y0 = np.empty(2)
+    module.initial(theta, y0)
+    np.testing.assert_allclose(y0, [theta[2], np.sqrt(theta[2])], rtol=1e-14)
