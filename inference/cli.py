@@ -159,9 +159,10 @@ def cmd_report(args) -> None:
 # ---- compare ---------------------------------------------------------------------------------
 def cmd_compare(args) -> None:
     """Compare hypotheses: fit them to a dataset (``--hypotheses``), or compare saved fits."""
-    from inference.compare import HTML_NAME, JSON_NAME, compare
+    from inference.compare import compare
     from inference.data import load_dataset
     from inference.hypotheses import load_hypotheses
+    from inference.report.comparison import HTML_NAME, JSON_NAME, write_comparison
 
     out = Path(args.out)
     if args.refit_bad_k < 0:
@@ -202,6 +203,7 @@ def cmd_compare(args) -> None:
         for path in (out / JSON_NAME, out / HTML_NAME):
             _check_output(path, args.force)
         comparison = compare(inputs, out_dir=out, force=args.force, seed=args.seed, **settings)
+    write_comparison(comparison, out, force=args.force)
     print(f"ranking: {' > '.join(comparison.ranking)}")
     print(comparison.verdict)
     for warning in comparison.warnings:

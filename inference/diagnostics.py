@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import loo as psis
+
 __all__ = ["FAIL", "PASS", "STATUSES", "WARN", "Check", "Thresholds", "Verdict", "diagnose",
            "monitored_variables"]
 
@@ -407,11 +409,8 @@ def _check_pareto_k(idata, t: Thresholds) -> Check:
     if "log_likelihood" not in idata.groups():
         criterion = f"pass: every k <= {t.pareto_k}; warn otherwise"
         return _unavailable("pareto_k", title, criterion, "no log_likelihood group")
-    with warnings.catch_warnings():
-        # The same fact ArviZ warns about is what this check reports.
-        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
-        warnings.filterwarnings("ignore", message="The point-wise LOO is the same", category=UserWarning)
-        loo = az.loo(idata, pointwise=True)
+    # The same fact ArviZ warns about is what this check reports.
+    loo = psis.loo(idata, var_name=None)
     k = np.asarray(loo.pareto_k.values, dtype=float).ravel()
     good = min(t.pareto_k, float(getattr(loo, "good_k", t.pareto_k)))
     # A high k makes leave-one-out unreliable for that observation and marks it as influential;

@@ -14,7 +14,6 @@ import base64
 import math
 import os
 import struct
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ import arviz as az
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from .. import loo as psis
 from ..diagnostics import Verdict, diagnose, monitored_variables
 from ..files import write_atomically
 from ..predictive import Predictive, posterior_predictive, sample_prior
@@ -67,6 +67,15 @@ def _num(value, digits: int = 3) -> str:
     return f"{value:.{digits - 1 - magnitude}f}"
 
 
+def _fixed(value, digits: int = 1) -> str:
+    """Format a number with a fixed count of decimals (``n/a`` for missing or non-finite)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("inference.report", "templates"),
@@ -80,6 +89,7 @@ def _environment() -> Environment:
     env.filters["ess"] = lambda x: "–" if x is None or not math.isfinite(x) else f"{x:.0f}"
     env.filters["unit"] = lambda u: "dimensionless" if u in ("1", "") else u
     env.filters["pct"] = lambda x: "–" if x is None or not math.isfinite(x) else f"{x:.0%}"
+    env.filters["fixed"] = _fixed
     return env
 
 
@@ -231,9 +241,7 @@ def _overview(idata, model, options, dataset, verdict, seed) -> dict:
 
 
 def _loo(idata):
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
-        return az.loo(idata, pointwise=True)
+    return psis.loo(idata, var_name=None)
 
 
 def _diagnostics(idata, dataset, verdict) -> dict:

@@ -24,6 +24,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..data import Dataset
+from ..loo import quiet_psis
 from ..predictive import Predictive
 from .content import GroupContrast, Quantity
 
@@ -355,8 +356,7 @@ def plot_loo_pit(idata, analytes: np.ndarray, keep: np.ndarray, order: tuple[str
     names = ["all analytes", *[a for a in (*order, *dict.fromkeys(analytes[keep])) if a in present]]
     names = list(dict.fromkeys(names))
     fig, axes = _figure(WIDTH, 3.0, 1, len(names))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
+    with quiet_psis():
         for ax, name in zip(axes[0], names, strict=True):
             select = keep if name == "all analytes" else keep & (analytes == name)
             subset = idata.isel(obs=np.flatnonzero(select))

@@ -18,18 +18,13 @@ import pytest
 
 from inference.build import ModelOptions, build_model
 from inference.cli import main
-from inference.compare import (
-    check_diagnostics,
-    compare,
-    heldout_log_likelihood,
-    rank_hypotheses,
-    refit_observation,
-    subject_theta,
-    write_verdict,
-)
+from inference.compare import compare
 from inference.data import DataError, load_dataset, save_dataset
 from inference.diagnostics import Thresholds
 from inference.fit import load_result
+from inference.heldout import heldout_log_likelihood, subject_theta
+from inference.refit import LeaveObservationOut, refit_exact
+from inference.verdict import check_diagnostics, rank_hypotheses, write_verdict
 from models import ModelError, get_model
 
 ROOT = Path(__file__).parents[2]
@@ -203,7 +198,7 @@ def test_exact_leave_one_out_agrees_with_psis_where_pareto_k_is_small(fitted, co
     loo = comparisons["stress_resistance"].loo["H2"]
     i = int(np.argmin(np.abs(loo.pareto_k.values)))
     assert loo.pareto_k.values[i] < 0.5
-    exact = refit_observation(idata, i)
+    exact = refit_exact(idata, LeaveObservationOut(i))
     assert exact["observation"] == i
     assert exact["subject"] == comparisons["stress_resistance"].dataset.observations.at[i, "subject"]
     assert exact["integrand_pareto_k"] < 0.7

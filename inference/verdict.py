@@ -1,0 +1,167 @@
+"""The comparison in words: ranking, verdict and warnings from the comparison table.
+
+Hypotheses whose sampling diagnostics failed are marked and ranked after the sound ones; two
+hypotheses within :data:`SEPARATION_SE` standard errors of each other are not separated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from .diagnostics import FAIL, WARN, Thresholds, diagnose
+from .loo import PARETO_K_THRESHOLD
+
+__all__ = ["SEPARATION_SE", "check_diagnostics", "rank_hypotheses", "write_verdict"]
+
+#: Two hypotheses whose elpd differ by less than this many SE of the difference are not separated.
+SEPARATION_SE = 2.0
+
+
+def check_diagnostics(idata: az.InferenceData, thresholds: Thresholds | None = None) -> dict[str, Any]:
+    """Summarise the shared diagnostics verdict (:func:`inference.diagnostics.diagnose`) of a fit.
+
+    A fit counts as sound unless a check fails; checks that only warn (other than Pareto k,
+    which the comparison reports itself) are kept as cautions.
+
+    Returns
+    -------
+    dict
+        ``ok`` (bool), ``status``, ``problems`` (failed checks in words), ``cautions`` (warned
+        checks in words), ``max_rhat``, ``min_ess_bulk``, ``divergences`` and ``solver_failures``.
+    """
+    verdict = diagnose(idata, thresholds=thresholds)
+    problems = [f"{c.title}: {c.message}" for c in verdict if c.status == FAIL]
+    cautions = [f"{c.title}: {c.message}" for c in verdict if c.status == WARN and c.name != "pareto_k"]
+
+    def value(name):
+        v = verdict[name].value
+        return float(v) if v is not None else float("nan")
+
+    return {"ok": not problems, "status": verdict.status, "problems": problems, "cautions": cautions,
+            "max_rhat": value("rhat"), "min_ess_bulk": value("ess_bulk"),
+            "divergences": int(np.nan_to_num(value("divergences"))),
+            "solver_failures": int(idata.attrs.get("solver_failures", 0))}
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def rank_hypotheses(elpd: Mapping[str, float], sound: Mapping[str, bool]) -> list[str]:
+    """Best first by elpd; hypotheses whose diagnostics failed come after every sound one."""
+    return sorted(elpd, key=lambda n: (not sound[n], -elpd[n]))
+
+
+def write_verdict(table: pd.DataFrame, savage_dickey: Sequence[dict] = (),
+                  refits: Mapping[str, Mapping[str, list]] | None = None) -> tuple[str, list[str]]:
+    """Write the verdict and the warnings from a comparison table (rows in ranking order).
+
+    Uses the columns ``elpd_loo, elpd_diff, dse, weight, diagnostics_ok, diagnostics_problems,
+    n_high_k, n_observations, elpd_lso, elpd_lso_diff, elpd_lso_dse, n_high_k_lso, log_ml,
+    log_ml_se, solver_failures``; ``refits`` as in :attr:`Comparison.refits`.
+    """
+    sentences, warns = [], []
+    for n, done in (refits or {}).items():
+        for level, unit in (("loo", "observation"), ("lso", "subject")):
+            for r in done.get(level, []):
+                if "skipped" in r:
+                    warns.append(f"{n}: subject {r['subject']} was not refitted: {r['skipped']}")
+                elif not r["integrand_pareto_k"] <= PARETO_K_THRESHOLD:  # NaN counts as unreliable
+                    warns.append(f"{n}: the exact refit of {unit} {r.get(unit)} is a noisy Monte Carlo "
+                                 f"estimate (Pareto k {r['integrand_pareto_k']:.2f} over its draws); "
+                                 "more draws would firm it up.")
+    names = list(table.index)
+    sound = [n for n in names if table.at[n, "diagnostics_ok"]]
+    for n in names:
+        if not table.at[n, "diagnostics_ok"]:
+            problems = "; ".join(table.at[n, "diagnostics_problems"])
+            warns.append(f"{n}: sampling diagnostics failed ({problems}); "
+                         "its row is marked and ranked after the sound hypotheses; rerun it with more "
+                         "tuning or draws before trusting any number of it.")
+        for caution in table.at[n, "diagnostics_cautions"]:
+            warns.append(f"{n}: diagnostics warn: {caution}.")
+        if table.at[n, "solver_failures"]:
+            warns.append(f"{n}: {int(table.at[n, 'solver_failures'])} ODE solves failed during sampling "
+                         "(each rejected a proposal).")
+        if table.at[n, "n_high_k"]:
+            warns.append(f"{n}: {int(table.at[n, 'n_high_k'])} of {int(table.at[n, 'n_observations'])} "
+                         "observations have Pareto k above the threshold: their PSIS-LOO estimates are "
+                         "unreliable; refit them exactly (--refit-bad-k N) before trusting close calls.")
+        if table.at[n, "n_high_k_lso"]:
+            warns.append(f"{n}: {int(table.at[n, 'n_high_k_lso'])} subjects have Pareto k above the "
+                         "threshold in leave-subject-out: elpd_lso is a rough estimate for them "
+                         "(--refit-bad-k N refits them exactly).")
+    if not sound:
+        sentences.append("No hypothesis passed the sampling diagnostics, so what follows is provisional: "
+                         "rerun the fits with more tuning or draws before relying on it.")
+        sound = names
+    best = sound[0]
+    if len(sound) == 1:
+        sentences.append(f"{best} is the only hypothesis whose fit passed the diagnostics.")
+    else:
+        second = sound[1]
+        d, se = table.at[second, "elpd_diff"], table.at[second, "dse"]
+        if d < SEPARATION_SE * se:
+            tied = [n for n in sound[1:] if table.at[n, "elpd_diff"] < SEPARATION_SE * table.at[n, "dse"]]
+            behind = " or ".join(f"{n} ({_fmt(table.at[n, 'elpd_diff'])} ± {_fmt(table.at[n, 'dse'])} "
+                                 "elpd behind)" for n in tied)
+            sentences.append(f"By PSIS-LOO the data do not separate {best} from {behind}: less than "
+                             f"{SEPARATION_SE:g} SE apart, so no winner can be named from these data.")
+        else:
+            sentences.append(f"By PSIS-LOO, {best} predicts best, ahead of {second} by {_fmt(d)} ± "
+                             f"{_fmt(se)} elpd (more than 2 SE).")
+        weights = ", ".join(f"{n} {table.at[n, 'weight']:.2f}" for n in names)
+        sentences.append(f"Stacking weights: {weights}.")
+    if "elpd_lso" in table and np.isfinite(table["elpd_lso"].astype(float)).all() and len(sound) > 1:
+        lso_best = max(sound, key=lambda n: table.at[n, "elpd_lso"])
+        rough = int(table.loc[sound, "n_high_k_lso"].sum())
+        caveat = f" (roughly: {rough} subject estimates have high Pareto k)" if rough else ""
+        if lso_best == best:
+            agree = "agrees"
+        else:  # differences are to the LOO best: a negative one favours lso_best
+            d, se = -table.at[lso_best, "elpd_lso_diff"], table.at[lso_best, "elpd_lso_dse"]
+            agree = (f"does not separate {best} from {lso_best} ({lso_best} ahead by {_fmt(d)} ± {_fmt(se)})"
+                     if d < SEPARATION_SE * se else f"prefers {lso_best} by {_fmt(d)} ± {_fmt(se)}")
+        sentences.append(f"Leave-one-subject-out (predicting a new subject's whole course) {agree}{caveat}.")
+    finite = [n for n in sound if np.isfinite(table.at[n, "log_ml"])]
+    if len(finite) > 1:
+        by_ev = sorted(finite, key=lambda n: -table.at[n, "log_ml"])
+        top, runner = by_ev[0], by_ev[1]
+        log_bf = table.at[top, "log_ml"] - table.at[runner, "log_ml"]
+        se = math.hypot(table.at[top, "log_ml_se"], table.at[runner, "log_ml_se"])
+        if log_bf < SEPARATION_SE * se:
+            sentences.append(f"The evidence error is too large to rank {top} and {runner} by Bayes factor "
+                             f"(log BF {_fmt(log_bf, 2)} ± {_fmt(se, 2)}).")
+            warns.append(f"Evidence error too large to rank {top} and {runner}: log BF {_fmt(log_bf, 2)} "
+                         f"± {_fmt(se, 2)}; use more draws (or SMC).")
+        else:
+            sentences.append(f"By marginal likelihood, {top} is favoured over {runner} with log Bayes factor "
+                             f"{_fmt(log_bf, 2)} ± {_fmt(se, 2)}"
+                             + ("." if top == best else ", unlike LOO (evidence weighs the priors too)."))
+    for n in names:
+        if np.isfinite(table.at[n, "log_ml_se"]) and table.at[n, "log_ml_se"] > 0.5:
+            warns.append(f"{n}: the log marginal likelihood has a large error "
+                         f"(± {_fmt(table.at[n, 'log_ml_se'], 2)}).")
+    for sd in savage_dickey:
+        line = (f"Savage-Dickey cross-check, {sd['null']} ({sd['parameter']} = {sd['value']:g}) against "
+                f"{sd['alternative']}: log BF01 {_fmt(sd['log_bf01'], 2)} ± {_fmt(sd['se'], 2)}")
+        if sd.get("bridge_log_bf01") is not None:
+            line += f" (bridge sampling: {_fmt(sd['bridge_log_bf01'], 2)} ± {_fmt(sd['bridge_se'], 2)})"
+            gap = abs(sd["log_bf01"] - sd["bridge_log_bf01"])
+            tolerance = 3 * math.hypot(sd["se"] or 0.0, sd["bridge_se"] or 0.0) + 0.1
+            if np.isfinite(gap) and gap > tolerance:
+                warns.append(f"Savage-Dickey and bridge sampling disagree on {sd['null']} vs "
+                             f"{sd['alternative']} by {_fmt(gap, 2)} (more than 3 SE).")
+        sentences.append(line + ".")
+        if sd["pareto_k"] is None or not sd["pareto_k"] <= PARETO_K_THRESHOLD:
+            warns.append(f"The Savage-Dickey weights for {sd['null']} have Pareto k "
+                         f"{_fmt(sd['pareto_k'], 2)}: the cross-check is unreliable.")
+    return " ".join(sentences), warns
+
+
