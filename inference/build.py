@@ -23,11 +23,10 @@ import pytensor.tensor as pt
 
 from models import Event, ModelError, OdeModel, Prior, SolverSettings, get_model
 from models.solvers import pack_events, pack_times
-from models.spec import Beta, LogNormal, Normal
 
 from .data import DataError, Dataset
 from .op import OdeSolveOp
-from .priors import to_pymc, unconstrained
+from .priors import prior_from_dict, prior_to_dict, to_pymc, unconstrained
 
 LIKELIHOODS = ("lognormal", "student_t")
 # Prior on the log-scale measurement error (literature note: assay CVs 5-25 %).
@@ -35,7 +34,6 @@ SIGMA_PRIOR_SCALE = {"cortisol": 0.15}
 SIGMA_PRIOR_DEFAULT = 0.3
 # Prior scale of between-subject standard deviations on the link scale.
 BETWEEN_SUBJECT_SD = 0.5
-_PRIOR_KINDS = {"LogNormal": LogNormal, "Beta": Beta, "Normal": Normal}
 
 
 @dataclass(frozen=True)
@@ -72,6 +70,12 @@ class ModelOptions:
     solver: SolverSettings = field(default_factory=SolverSettings)
 
     def __post_init__(self) -> None:
+        # Normalise containers so that equal declarations compare (and serialise) equal.
+        object.__setattr__(self, "fixed", {k: _as_float(v) for k, v in dict(self.fixed).items()})
+        object.__setattr__(self, "priors", dict(self.priors))
+        object.__setattr__(self, "random_effects", tuple(self.random_effects))
+        object.__setattr__(self, "group_effects", tuple(self.group_effects))
+        object.__setattr__(self, "covariates", {k: tuple(v) for k, v in dict(self.covariates).items()})
         if self.likelihood not in LIKELIHOODS:
             raise ModelError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         if self.nu <= 0:
@@ -107,17 +111,26 @@ class ModelOptions:
             if missing:
                 raise ModelError(f"covariates: {name} uses columns {missing} absent from {dataset.source}")
 
+    def to_dict(self) -> dict:
+        """Return the options as plain data (the keys of a hypothesis TOML table; JSON-serialisable)."""
+        return {
+            "fixed": dict(self.fixed),
+            "priors": {k: prior_to_dict(p) for k, p in self.priors.items()},
+            "random_effects": list(self.random_effects), "group_effects": list(self.group_effects),
+            "covariates": {k: list(v) for k, v in self.covariates.items()},
+            "likelihood": self.likelihood, "nu": self.nu,
+            "solver": asdict(self.solver),
+        }
+
     def to_json(self) -> str:
         """Serialise (stored with every result so a fit can be rebuilt)."""
-        data = asdict(self)
-        data["priors"] = {k: {"kind": type(v).__name__, **asdict(v)} for k, v in self.priors.items()}
-        return json.dumps(data, sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ModelOptions:
         """Inverse of :meth:`to_json`."""
         data = json.loads(text)
-        priors = {k: _PRIOR_KINDS[v.pop("kind")](**v) for k, v in data.pop("priors").items()}
+        priors = {k: prior_from_dict(v) for k, v in data.pop("priors").items()}
         return cls(
             priors=priors,
             fixed=data["fixed"],
@@ -128,6 +141,13 @@ class ModelOptions:
             nu=data["nu"],
             solver=SolverSettings(**data["solver"]),
         )
+
+
+def _as_float(value):
+    """Return a number as float and anything else unchanged (checks report it)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,25 @@ def _assignments(text: str | None, option: str) -> dict[str, float]:
         if not sep:
             raise UsageError(f"{option}: expected NAME=NUMBER[,NAME=NUMBER...], got {item!r}")
     return values
+
+
+def _add_sampler_arguments(p: argparse.ArgumentParser) -> None:
+    """Add one option per sampler setting, with the defaults of :class:`SamplerSettings`."""
+    from inference.sampler import SAMPLERS, SamplerSettings
+
+    for f in fields(SamplerSettings):
+        option = "--" + f.name.replace("_", "-")
+        if f.name == "sampler":
+            p.add_argument(option, choices=list(SAMPLERS), default=f.default)
+        else:
+            p.add_argument(option, type=type(f.default), default=f.default,
+                           help=f"default {f.default}")
+
+
+def _sampler_settings(args):
+    from inference.sampler import SamplerSettings
+
+    return SamplerSettings(**{f.name: getattr(args, f.name) for f in fields(SamplerSettings)})
 
 
 def _check_output(path: Path, force: bool) -> None:
@@ -129,11 +149,7 @@ def cmd_fit(args) -> None:
     summary = dataset.summary()
     print(f"fitting {args.model} to {dataset.source}: {summary['n_subjects']} subject(s), "
           f"{summary['n_samples']} samples ({summary['n_censored']} censored)", flush=True)
-    idata = fit(
-        args.model, dataset, options, sampler=args.sampler, draws=args.draws, tune=args.tune,
-        chains=args.chains, target_accept=args.target_accept, seed=args.seed,
-        progress=not args.quiet,
-    )
+    idata = fit(args.model, dataset, options, _sampler_settings(args), progress=not args.quiet)
     save_result(idata, out, overwrite=args.force)
     print(f"wrote {out}")
     if report is not None:
@@ -189,9 +205,8 @@ def cmd_compare(args) -> None:
         print(f"fitting {len(hypotheses)} hypotheses ({', '.join(h.name for h in hypotheses)}) to "
               f"{dataset.source}, one after another; results in {out}/", flush=True)
         comparison = compare(
-            dataset=dataset, hypotheses=hypotheses, out_dir=out, force=args.force, sampler=args.sampler,
-            draws=args.draws, tune=args.tune, chains=args.chains, target_accept=args.target_accept,
-            seed=args.seed, **settings,
+            dataset=dataset, hypotheses=hypotheses, out_dir=out, force=args.force,
+            settings=_sampler_settings(args), **settings,
         )
     else:
         not_results = [str(p) for p in inputs if p.suffix.lower() != ".nc"]
@@ -202,7 +217,7 @@ def cmd_compare(args) -> None:
             raise UsageError(f"compare needs at least two result files, got {len(inputs)}")
         for path in (out / JSON_NAME, out / HTML_NAME):
             _check_output(path, args.force)
-        comparison = compare(inputs, out_dir=out, force=args.force, seed=args.seed, **settings)
+        comparison = compare(inputs, settings=_sampler_settings(args), **settings)
     write_comparison(comparison, out, force=args.force)
     print(f"ranking: {' > '.join(comparison.ranking)}")
     print(comparison.verdict)
@@ -243,12 +258,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--subjects-table", help="optional subject table CSV")
     p.add_argument("--events", help="optional events (doses, input changes) CSV")
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=1000)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--target-accept", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie")
+    _add_sampler_arguments(p)
     p.add_argument("--fixed", help="fix parameters, e.g. r=0")
     p.add_argument("--random-effects", help="parameters varying between subjects (comma list)")
     p.add_argument("--group-effects", help="parameters differing between groups (comma list)")
@@ -280,12 +290,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--subjects-table", help="optional subject table CSV (with --hypotheses)")
     p.add_argument("--events", help="optional events CSV (with --hypotheses)")
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=1000)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--target-accept", type=float, default=0.9)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie")
+    _add_sampler_arguments(p)
     p.add_argument("--refit-bad-k", type=int, default=0, metavar="N",
                    help="refit up to N observations and N subjects per hypothesis whose Pareto k is too "
                         "high, exactly (default 0: only warn)")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -53,9 +53,11 @@ from .evidence import (
     smc_evidence,
 )
 from .evidence import savage_dickey as savage_dickey_ratio
-from .fit import SAMPLERS, fit, load_result, result_dataset, result_model, result_options, save_result
+from .fit import fit, load_result, sampler_settings, save_result
 from .hypotheses import Hypothesis, check_hypotheses
+from .record import read_record, write_record
 from .refit import LeaveObservationOut, LeaveSubjectOut, refit_exact
+from .sampler import SamplerSettings
 from .verdict import SEPARATION_SE, check_diagnostics, rank_hypotheses, write_verdict
 
 __all__ = ["Comparison", "compare", "fit_hypotheses"]
@@ -71,7 +73,7 @@ def _named_results(results) -> dict[str, az.InferenceData]:
         items = []
         for i, item in enumerate(results):
             if isinstance(item, az.InferenceData):
-                name = item.attrs.get("hypothesis")
+                name = read_record(item).hypothesis
                 if not name:
                     raise ModelError(f"result {i} has no hypothesis name: pass a dict {{name: result}}")
             else:
@@ -94,12 +96,13 @@ def _named_results(results) -> dict[str, az.InferenceData]:
         named[name] = item
     if len(named) < 2:
         raise ModelError(f"compare needs at least two hypotheses, got {len(named)}")
-    reference_name, reference = next(iter(named.items()))
-    for name, idata in named.items():
-        if idata.attrs.get("dataset_observations") != reference.attrs.get("dataset_observations"):
+    records = {name: read_record(idata) for name, idata in named.items()}
+    reference_name = next(iter(records))
+    reference = records[reference_name].dataset
+    for name, record in records.items():
+        if not record.dataset.observations.equals(reference.observations):
             raise DataError(f"results {reference_name!r} and {name!r} were fitted to different data "
-                            f"({reference.attrs.get('dataset_source')} vs "
-                            f"{idata.attrs.get('dataset_source')}); "
+                            f"({reference.source} vs {record.dataset.source}); "
                             "their elpd and evidence are not comparable")
     return named
 
@@ -250,13 +253,9 @@ def fit_hypotheses(
     *,
     out_dir: str | Path | None = None,
     force: bool = False,
-    sampler: str = "nutpie",
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
-    target_accept: float = 0.9,
-    seed: int = 0,
+    settings: SamplerSettings | None = None,
     progress: bool = False,
+    **sampler: str | int | float,
 ) -> dict[str, az.InferenceData]:
     """Fit each hypothesis to the dataset, one after another, and save each as it finishes.
 
@@ -273,27 +272,24 @@ def fit_hypotheses(
         If given, each fit is written to ``out_dir/<name>.nc`` as soon as it is done.
     force
         Replace existing result files (otherwise they are an error, found before fitting).
-    sampler, draws, tune, chains, target_accept, seed, progress
+    settings, progress, **sampler
         As in :func:`inference.fit.fit`.
 
     Returns
     -------
     dict of str to InferenceData
-        In the order of ``hypotheses``; each with ``attrs["hypothesis"]`` and
-        ``attrs["hypothesis_declaration"]`` (JSON).
+        In the order of ``hypotheses``; each with the hypothesis name and declaration in its run
+        record (:func:`inference.record.read_record`).
     """
     check_hypotheses(hypotheses, dataset)
-    if sampler not in SAMPLERS:
-        raise ModelError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+    settings = sampler_settings(settings, **sampler)
     if out_dir is not None:
         check_free([Path(out_dir) / f"{h.name}.nc" for h in hypotheses], force)
     order = sorted(hypotheses, key=lambda h: [x.model for x in hypotheses].index(h.model))
     fitted = {}
     for h in order:
-        idata = fit(h.model, dataset, h.options(), sampler=sampler, draws=draws, tune=tune, chains=chains,
-                    target_accept=target_accept, seed=seed, progress=progress)
-        idata.attrs["hypothesis"] = h.name
-        idata.attrs["hypothesis_declaration"] = json.dumps(h.to_dict(), sort_keys=True)
+        idata = fit(h.model, dataset, h.options, settings, progress=progress)
+        write_record(idata, replace(read_record(idata), hypothesis=h.name, declaration=h.to_dict()))
         if out_dir is not None:
             save_result(idata, Path(out_dir) / f"{h.name}.nc", overwrite=force)
         fitted[h.name] = idata
@@ -302,10 +298,11 @@ def fit_hypotheses(
 
 def _declaration(name: str, idata: az.InferenceData) -> dict:
     """Return what a result's hypothesis declared (stored by :func:`fit_hypotheses`, else its options)."""
-    if "hypothesis_declaration" in idata.attrs:
-        return json.loads(idata.attrs["hypothesis_declaration"]) | {"name": name}
-    options = json.loads(result_options(idata).to_json())
-    return {"name": name, "model": idata.attrs["model"], "description": ""} | options
+    record = read_record(idata)
+    if record.declaration is not None:
+        return dict(record.declaration) | {"name": name}
+    options = json.loads(record.options.to_json())
+    return {"name": name, "model": record.model, "description": ""} | options
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,17 +337,13 @@ def compare(
     hypotheses: Sequence[Hypothesis] | None = None,
     out_dir: str | Path | None = None,
     force: bool = False,
-    sampler: str = "nutpie",
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
-    target_accept: float = 0.9,
-    seed: int = 0,
+    settings: SamplerSettings | None = None,
     progress: bool = False,
     refit_bad_k: int = 0,
     evidence: str | None = "bridge",
     thresholds: Thresholds | None = None,
     effect_draws: int = 10,
+    **sampler: str | int | float,
 ) -> Comparison:
     """Compare hypotheses by prediction (PSIS-LOO, leave-subject-out, stacking) and evidence.
 
@@ -370,8 +363,10 @@ def compare(
         itself is written by :func:`inference.report.write_comparison`.
     force
         Replace existing result files.
-    sampler, draws, tune, chains, target_accept, seed, progress
-        Sampler settings for fits made here (refits reuse each result's own settings).
+    settings, progress, **sampler
+        Sampler settings for fits made here, as in :func:`inference.fit.fit` (refits reuse each
+        result's own settings). Their seed also seeds the evidence and the leave-subject-out
+        effect draws; their draws and chains size SMC runs.
     refit_bad_k
         At most this many exact refits per hypothesis for observations, and as many for subjects,
         whose Pareto k is above the threshold (worst first). 0: only warn.
@@ -401,14 +396,15 @@ def compare(
         raise ModelError(f"refit_bad_k must be >= 0, got {refit_bad_k}")
     if (results is None) == (dataset is None or hypotheses is None):
         raise ModelError("pass either results, or dataset and hypotheses")
+    settings = sampler_settings(settings, **sampler)
+    seed = settings.seed
     if results is None:
         if len(hypotheses) < 2:
             raise ModelError(f"compare needs at least two hypotheses, got {len(hypotheses)}")
-        results = fit_hypotheses(dataset, hypotheses, out_dir=out_dir, force=force, sampler=sampler,
-                                 draws=draws, tune=tune, chains=chains, target_accept=target_accept,
-                                 seed=seed, progress=progress)
+        results = fit_hypotheses(dataset, hypotheses, out_dir=out_dir, force=force, settings=settings,
+                                 progress=progress)
     named = _named_results(results)
-    data = result_dataset(next(iter(named.values())))
+    data = read_record(next(iter(named.values()))).dataset
     declarations = {n: _declaration(n, idata) for n, idata in named.items()}
     diagnostics = {n: check_diagnostics(idata, thresholds) for n, idata in named.items()}
     loo, lso, refits = _predictive(named, data, refit_bad_k, effect_draws, seed, progress)
@@ -417,13 +413,16 @@ def compare(
         az_table = az.compare({n: loo[n] for n in ranking}, ic="loo", method="stacking", scale="log")
         lso_weights = (az.compare({n: lso[n] for n in ranking}, ic="loo", method="stacking",
                                   scale="log")["weight"] if lso else None)
-    ev, densities, notes = _evidence(named, evidence, seed, smc_particles=max(draws, 500),
-                                     smc_runs=max(chains, 2))
+    ev, densities, notes = _evidence(named, evidence, seed, smc_particles=max(settings.draws, 500),
+                                     smc_runs=max(settings.chains, 2))
     sd_rows = _savage_dickey(named, declarations, densities, ev)
     table = _table(ranking, loo, lso, az_table["weight"], lso_weights, ev, diagnostics)
     verdict, warns = write_verdict(table, sd_rows, refits)
-    fits = {n: {k: _plain(named[n].attrs.get(k)) for k in ("sampler", "draws", "tune", "chains", "seed")}
-            for n in named}
+    fits = {}
+    for n, idata in named.items():
+        recorded = read_record(idata).sampler
+        fits[n] = {k: recorded.to_dict()[k] if recorded else None
+                   for k in ("sampler", "draws", "tune", "chains", "seed")}
     settings = {"evidence": evidence, "refit_bad_k": refit_bad_k,
                 "pareto_k_threshold": psis.PARETO_K_THRESHOLD,
                 "separation_se": SEPARATION_SE,
@@ -489,8 +488,8 @@ def _savage_dickey(named, declarations, densities, ev) -> list[dict]:
     for null, alt, parameter, value in _nested_pairs(declarations):
         if alt not in densities:
             continue
-        options = result_options(named[alt])
-        prior = options.priors.get(parameter, result_model(named[alt]).parameter(parameter).prior)
+        record = read_record(named[alt])
+        prior = record.options.priors.get(parameter, record.ode_model.parameter(parameter).prior)
         ratio = savage_dickey_ratio(densities[alt], named[alt].posterior, parameter, value, prior)
         row = {"null": null, "alternative": alt} | ratio.to_dict()
         row |= {"bridge_log_bf01": None, "bridge_se": None}
@@ -537,7 +536,3 @@ def _table(ranking, loo, lso, weights, lso_weights, ev, diagnostics) -> pd.DataF
                                                            table.at[best, "log_ml_se"])
                           for n in table.index]
     return table
-
-
-def _plain(x):
-    return x.item() if isinstance(x, np.generic) else x

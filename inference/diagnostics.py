@@ -24,6 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from . import loo as psis
+from .record import read_record
 
 __all__ = ["FAIL", "PASS", "STATUSES", "WARN", "Check", "Thresholds", "Verdict", "diagnose",
            "monitored_variables"]
@@ -383,19 +384,20 @@ def _check_solver(idata, t: Thresholds) -> Check:
     title = "ODE solver failures"
     criterion = (f"pass <= {t.solver_warn_fraction:g}, fail > {t.solver_fail_fraction:g} failed solves "
                  "per sampler iteration")
-    if "solver_failures" not in idata.attrs:
+    record = read_record(idata)
+    if record.solver_failures is None:
         return _unavailable("solver_failures", title, criterion, "the result does not record them")
-    n = int(idata.attrs["solver_failures"])
+    n = record.solver_failures
     chains, draws = _n_draws(idata.posterior)
-    iterations = chains * (draws + int(idata.attrs.get("tune", 0)))
+    iterations = chains * (draws + (record.sampler.tune if record.sampler else 0))
     rate = n / iterations if iterations else 0.0
     # A few rejected proposals, typically at wild early warm-up values, are harmless; many mean the
     # sampler keeps running into parameter regions the solver cannot handle.
     status = PASS if rate <= t.solver_warn_fraction else WARN if rate <= t.solver_fail_fraction else FAIL
     message = (f"{n} failed solve{'' if n == 1 else 's'} during sampling (warm-up included; "
                f"{rate:.2g} per iteration); "
-               f"solver {idata.attrs.get('solver_method', '?')}, rtol {idata.attrs.get('solver_rtol', '?')}, "
-               f"max_steps {idata.attrs.get('solver_max_steps', '?')}")
+               + (f"solver {s.method}, rtol {s.rtol}, max_steps {s.max_steps}" if (s := record.solver)
+                  else "solver ?, rtol ?, max_steps ?"))
     advice = ""
     if status != PASS:
         advice = ("Some proposals reached parameter values where the ODE could not be solved (each "

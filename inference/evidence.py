@@ -37,9 +37,9 @@ import xarray as xr
 from pytensor.graph.traversal import ancestors
 from scipy.special import logsumexp
 
-from models import Beta, LogNormal, ModelError, Normal, Prior
+from models import ModelError, Prior
 
-from .priors import unconstrained
+from .priors import LINKS, prior_kind, unconstrained
 
 __all__ = ["EVIDENCE_METHODS", "Evidence", "LogDensity", "SavageDickey", "bridge_sampling",
            "log_marginal_likelihood", "savage_dickey", "smc_evidence"]
@@ -359,13 +359,7 @@ class SavageDickey:
 
 
 def _scipy_prior(prior: Prior):
-    if isinstance(prior, LogNormal):
-        return scipy.stats.lognorm(s=prior.sigma, scale=prior.median)
-    if isinstance(prior, Beta):
-        return scipy.stats.beta(prior.alpha, prior.beta)
-    if isinstance(prior, Normal):
-        return scipy.stats.norm(prior.mu, prior.sigma)
-    raise ModelError(f"no density for prior {prior!r}")
+    return prior_kind(prior).scipy(prior)
 
 
 # Scale of the importance density's sd relative to the conditional normal of the draws.
@@ -374,12 +368,7 @@ _NARROWING = 0.8
 
 def _log_jacobian(link: str, x: np.ndarray) -> np.ndarray:
     """Return log |dx/du| for the parameter's unconstrained coordinate u (logit, log or identity)."""
-    with np.errstate(divide="ignore"):
-        if link == "logit":
-            return np.log(x) + np.log1p(-x)
-        if link == "log":
-            return np.log(x)
-    return np.zeros_like(x)
+    return LINKS[link].log_jacobian(x)
 
 
 def _conditional_normal(u: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, float]:
@@ -508,6 +497,7 @@ def log_marginal_likelihood(idata: az.InferenceData, method: str = "bridge", *,
 def rebuild_model(idata: az.InferenceData) -> pm.Model:
     """Rebuild the PyMC model a result was fitted with (same model, dataset and options)."""
     from .build import build_model
-    from .fit import result_dataset, result_model, result_options
+    from .record import read_record
 
-    return build_model(result_model(idata), result_dataset(idata), result_options(idata))
+    record = read_record(idata)
+    return build_model(record.ode_model, record.dataset, record.options)

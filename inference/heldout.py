@@ -15,14 +15,13 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 import xarray as xr
-from scipy.special import expit
 
 from models import OdeModel
 from models.solvers import kernel, pack_events, pack_times
 
 from .build import ModelOptions, subject_events, subject_inputs
 from .data import DataError, Dataset
-from .priors import unconstrained
+from .priors import LINKS, unconstrained
 
 __all__ = ["draws", "heldout_log_likelihood", "subject_theta"]
 
@@ -31,14 +30,6 @@ def draws(posterior: xr.Dataset, name: str) -> np.ndarray:
     """Return a variable's draws with chain and draw flattened into the first axis."""
     values = np.asarray(posterior[name].values, dtype=float)
     return values.reshape(-1, *values.shape[2:])
-
-
-def _inverse_link(link: str, eta: np.ndarray) -> np.ndarray:
-    if link == "log":
-        return np.exp(eta)
-    if link == "logit":
-        return expit(eta)
-    return eta
 
 
 def subject_theta(model: OdeModel, options: ModelOptions, train: Dataset, posterior: xr.Dataset,
@@ -107,7 +98,7 @@ def subject_theta(model: OdeModel, options: ModelOptions, train: Dataset, poster
             eta = eta + beta @ zc
         if name in options.random_effects:
             eta = eta + tiled(f"{name}_sd") * np.asarray(z[name] if z else 0.0)
-        columns.append(_inverse_link(link.link, eta))
+        columns.append(LINKS[link.link].inverse(eta))
     inputs = subject_inputs(model, subject)[0]
     return np.column_stack(columns + [np.full(n, v) for v in inputs])
 

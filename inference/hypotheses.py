@@ -4,10 +4,11 @@ A hypothesis is a name plus a library model, parameters fixed to values, paramet
 between-subject random effects, group effects or covariate effects, and prior overrides, for
 example::
 
-    H0 = Hypothesis("H0", description="cortisol suppresses fully", fixed={"r": 0.0})
-    H2 = Hypothesis("H2", description="resistance differs by group", group_effects=("r",))
+    H0 = Hypothesis("H0", description="cortisol suppresses fully", options=ModelOptions(fixed={"r": 0.0}))
+    H2 = Hypothesis("H2", description="resistance differs by group",
+                    options=ModelOptions(group_effects=("r",)))
 
-Each one turns into the :class:`~inference.build.ModelOptions` of one fit. A set of hypotheses is
+Each one holds the :class:`~inference.build.ModelOptions` of its fit. A set of hypotheses is
 declared in Python or in a small TOML file (read with :mod:`tomllib`)::
 
     [defaults]                      # optional; every hypothesis inherits these keys
@@ -43,14 +44,15 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models import Beta, LogNormal, ModelError, Normal, OdeModel, Prior, SolverSettings, get_model
+from models import ModelError, OdeModel, Prior, SolverSettings, get_model
 
 from .build import LIKELIHOODS, ModelOptions
 from .data import Dataset
+from .priors import PRIOR_KINDS, prior_from_dict
 
 __all__ = ["HYPOTHESIS_KEYS", "RECOMMENDED_SOLVER", "Hypothesis", "check_hypotheses", "load_hypotheses",
            "parse_hypotheses"]
@@ -60,8 +62,6 @@ HYPOTHESIS_KEYS = ("description", "model", "fixed", "priors", "random_effects", 
                    "covariates", "likelihood", "nu", "solver")
 _MERGED_KEYS = ("fixed", "priors", "covariates")  # merged per parameter with [defaults]
 _STRUCTURE_KEYS = ("priors", "random_effects", "group_effects", "covariates")
-_PRIOR_FIELDS = {"LogNormal": (LogNormal, ("median", "sigma")), "Beta": (Beta, ("alpha", "beta")),
-                 "Normal": (Normal, ("mu", "sigma"))}
 _SOLVER_FIELDS = ("method", "rtol", "atol", "max_steps")
 # Models whose time scales are far apart need the implicit solver (models/library docstrings).
 RECOMMENDED_SOLVER = {"gc_receptor": "stiff"}
@@ -71,7 +71,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """One hypothesis: a library model with fixed parameters, cohort structure and priors.
+    """One hypothesis: a library model with the options of its fit.
 
     Parameters
     ----------
@@ -81,14 +81,10 @@ class Hypothesis:
         Library model name (see ``cytokine-balance info``).
     description
         What the hypothesis says, in words (shown in the comparison).
-    fixed
-        Parameters held at a value, e.g. ``{"r": 0.0}``: "cortisol suppresses fully".
-    priors
-        Prior overrides by parameter (``models.LogNormal``, ``Beta`` or ``Normal``).
-    random_effects, group_effects, covariates, likelihood, nu
-        As in :class:`~inference.build.ModelOptions`.
-    solver
-        Solver settings; ``None`` takes the model's recommended method with default tolerances.
+    options
+        Fixed parameters (e.g. ``{"r": 0.0}``: "cortisol suppresses fully"), priors, cohort
+        structure, likelihood and solver (:class:`~inference.build.ModelOptions`). ``None``: the
+        defaults, with the model's recommended solver method.
 
     Raises
     ------
@@ -100,22 +96,12 @@ class Hypothesis:
     name: str
     model: str = "acute_inflammation"
     description: str = ""
-    fixed: Mapping[str, float] = field(default_factory=dict)
-    priors: Mapping[str, Prior] = field(default_factory=dict)
-    random_effects: tuple[str, ...] = ()
-    group_effects: tuple[str, ...] = ()
-    covariates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    likelihood: str = "lognormal"
-    nu: float = 5.0
-    solver: SolverSettings | None = None
+    options: ModelOptions = None  # type: ignore[assignment]  # None: set in __post_init__
 
     def __post_init__(self) -> None:
-        # Normalise containers so that equal declarations compare (and hash into JSON) equal.
-        object.__setattr__(self, "fixed", {k: _as_float(v) for k, v in dict(self.fixed).items()})
-        object.__setattr__(self, "priors", dict(self.priors))
-        object.__setattr__(self, "random_effects", tuple(self.random_effects))
-        object.__setattr__(self, "group_effects", tuple(self.group_effects))
-        object.__setattr__(self, "covariates", {k: tuple(v) for k, v in dict(self.covariates).items()})
+        if self.options is None:
+            method = RECOMMENDED_SOLVER.get(self.model, "explicit")
+            object.__setattr__(self, "options", ModelOptions(solver=SolverSettings(method=method)))
         problems = _problems(self)
         if problems:
             error = ModelError(problems[0] if len(problems) == 1 else
@@ -127,21 +113,6 @@ class Hypothesis:
     def ode_model(self) -> OdeModel:
         """The library model."""
         return get_model(self.model)
-
-    @property
-    def solver_settings(self) -> SolverSettings:
-        """The solver settings of the fit (the model's recommended method unless set)."""
-        if self.solver is not None:
-            return self.solver
-        return SolverSettings(method=RECOMMENDED_SOLVER.get(self.model, "explicit"))
-
-    def options(self) -> ModelOptions:
-        """Return the model options of this hypothesis' fit."""
-        return ModelOptions(
-            priors=dict(self.priors), fixed=dict(self.fixed), random_effects=self.random_effects,
-            group_effects=self.group_effects, covariates=dict(self.covariates),
-            likelihood=self.likelihood, nu=self.nu, solver=self.solver_settings,
-        )
 
     def check(self, dataset: Dataset) -> None:
         """Check the hypothesis against a dataset (groups, covariate columns, analytes).
@@ -157,29 +128,8 @@ class Hypothesis:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the declaration as plain data (the TOML keys; JSON-serialisable)."""
-        solver = self.solver_settings
-        return {
-            "name": self.name, "model": self.model, "description": self.description,
-            "fixed": dict(self.fixed),
-            "priors": {k: {"kind": type(p).__name__, **_prior_values(p)} for k, p in self.priors.items()},
-            "random_effects": list(self.random_effects), "group_effects": list(self.group_effects),
-            "covariates": {k: list(v) for k, v in self.covariates.items()},
-            "likelihood": self.likelihood, "nu": self.nu,
-            "solver": {"method": solver.method, "rtol": solver.rtol, "atol": solver.atol,
-                       "max_steps": solver.max_steps},
-        }
-
-
-def _as_float(value):
-    """Return a number as float and anything else unchanged (the checks report it)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def _prior_values(prior: Prior) -> dict[str, float]:
-    _, fields = _PRIOR_FIELDS[type(prior).__name__]
-    return {f: getattr(prior, f) for f in fields}
+        return {"name": self.name, "model": self.model, "description": self.description,
+                **self.options.to_dict()}
 
 
 def _where(h: Hypothesis, key: str) -> str:
@@ -198,7 +148,7 @@ def _problems(h: Hypothesis) -> list[str]:
     problems = []
     names = set(model.parameter_names)
     for key in ("fixed", *_STRUCTURE_KEYS):
-        given = list(getattr(h, key))
+        given = list(getattr(h.options, key))
         unknown = [n for n in given if n not in names]
         if unknown:
             problems.append(f"{_where(h, key)}: model {model.name} has no parameter(s) {unknown}; "
@@ -207,10 +157,10 @@ def _problems(h: Hypothesis) -> list[str]:
         if repeated:
             problems.append(f"{_where(h, key)}: {repeated} listed more than once")
     for key in _STRUCTURE_KEYS:
-        both = sorted(set(h.fixed) & set(getattr(h, key)))
+        both = sorted(set(h.options.fixed) & set(getattr(h.options, key)))
         if both:
             problems.append(f"{_where(h, 'fixed')}: {both} are fixed and cannot also appear in {key!r}")
-    for pname, value in h.fixed.items():
+    for pname, value in h.options.fixed.items():
         if not isinstance(value, float):
             problems.append(f"{_where(h, 'fixed')}: {pname}: expected a number, got {value!r}")
         elif pname in names:
@@ -218,34 +168,29 @@ def _problems(h: Hypothesis) -> list[str]:
             if not p.lower <= value <= p.upper:
                 problems.append(f"{_where(h, 'fixed')}: {pname} = {value:g} is outside "
                                 f"[{p.lower:g}, {p.upper:g}]")
-    for pname, prior in h.priors.items():
+    for pname, prior in h.options.priors.items():
         if not isinstance(prior, Prior):
-            problems.append(f"{_where(h, 'priors')}: {pname}: expected a models.LogNormal, Beta or "
-                            f"Normal prior, got {prior!r}")
-    for pname, columns in h.covariates.items():
+            problems.append(f"{_where(h, 'priors')}: {pname}: expected a prior of models "
+                            f"({', '.join(PRIOR_KINDS)}), got {prior!r}")
+    for pname, columns in h.options.covariates.items():
         if not columns or not all(isinstance(c, str) for c in columns):
             problems.append(f"{_where(h, 'covariates')}: {pname}: expected a list of subject columns, "
                             f"got {list(columns)}")
-    if h.likelihood not in LIKELIHOODS:
-        problems.append(f"{_where(h, 'likelihood')}: expected one of {list(LIKELIHOODS)}, "
-                        f"got {h.likelihood!r}")
-    if not h.nu > 0:
-        problems.append(f"{_where(h, 'nu')}: expected a positive number, got {h.nu!r}")
-    if h.solver is not None and not isinstance(h.solver, SolverSettings):
-        problems.append(f"{_where(h, 'solver')}: expected models.SolverSettings, got {h.solver!r}")
+    if not isinstance(h.options.solver, SolverSettings):
+        problems.append(f"{_where(h, 'solver')}: expected models.SolverSettings, got {h.options.solver!r}")
     return problems
 
 
 def _data_problems(h: Hypothesis, dataset: Dataset) -> list[str]:
     """List what does not fit the dataset: group effects without groups, missing columns."""
     problems = []
-    if h.group_effects and len(dataset.groups) < 2:
+    if h.options.group_effects and len(dataset.groups) < 2:
         problems.append(
-            f"{_where(h, 'group_effects')}: {list(h.group_effects)} needs a dataset with at least two "
-            f"groups; {dataset.source} has {len(dataset.groups)} ({', '.join(dataset.groups)}): add a "
+            f"{_where(h, 'group_effects')}: {list(h.options.group_effects)} needs a dataset with at least "
+            f"two groups; {dataset.source} has {len(dataset.groups)} ({', '.join(dataset.groups)}): add a "
             "'group' column or remove the group effect"
         )
-    for pname, columns in h.covariates.items():
+    for pname, columns in h.options.covariates.items():
         missing = [c for c in columns if c not in dataset.subjects.columns]
         if missing:
             have = [c for c in dataset.subjects.columns if c != "group"]
@@ -257,7 +202,7 @@ def _data_problems(h: Hypothesis, dataset: Dataset) -> list[str]:
                         f"measured in {dataset.source}")
     if not problems:
         try:
-            h.options().check(h.ode_model, dataset)
+            h.options.check(h.ode_model, dataset)
         except ModelError as error:  # anything build.py checks beyond the above
             problems.append(f"hypothesis {h.name!r}: {error}")
     return problems
@@ -393,8 +338,11 @@ def _from_table(name: str, table: Mapping[str, Any], defaults: Mapping[str, Any]
             problems.append(f"hypothesis {name!r}, key {key!r}{origin}: {error}")
     if problems:
         return None, problems
+    head = {k: kwargs.pop(k) for k in ("model", "description") if k in kwargs}
+    if "solver" not in kwargs:
+        kwargs["solver"] = SolverSettings(method=RECOMMENDED_SOLVER.get(head.get("model", ""), "explicit"))
     try:
-        return Hypothesis(name=name, **kwargs), []
+        return Hypothesis(name=name, **head, options=ModelOptions(**kwargs)), []
     except ModelError as error:
         return None, list(getattr(error, "problems", [str(error)]))
 
@@ -438,15 +386,8 @@ def _priors(value) -> dict[str, Prior]:
     out = {}
     example = 'parameter = { kind = "LogNormal", median = 500, sigma = 0.2 }'
     for pname, spec in _table(value, example).items():
-        if not isinstance(spec, Mapping) or spec.get("kind") not in _PRIOR_FIELDS:
-            raise TypeError(f"{pname}: expected {{ kind = one of {list(_PRIOR_FIELDS)}, ... }}, got {spec!r}")
-        kind, fields = _PRIOR_FIELDS[spec["kind"]]
-        given = {k: v for k, v in spec.items() if k != "kind"}
-        if set(given) != set(fields):
-            raise TypeError(f"{pname}: a {spec['kind']} prior needs exactly {list(fields)}, "
-                            f"got {sorted(given)}")
         try:
-            out[pname] = kind(**{k: _number(v) for k, v in given.items()})
+            out[pname] = prior_from_dict(spec)
         except (TypeError, ModelError) as error:
             raise TypeError(f"{pname}: {error}") from None
     return out
@@ -465,7 +406,15 @@ def _covariates(value) -> dict[str, tuple[str, ...]]:
 
 
 def _likelihood(value) -> str:
-    return _text(value)
+    if value not in LIKELIHOODS:
+        raise ValueError(f"expected one of {list(LIKELIHOODS)}, got {value!r}")
+    return value
+
+
+def _positive(value) -> float:
+    if not _number(value) > 0:
+        raise ValueError(f"expected a positive number, got {value!r}")
+    return float(value)
 
 
 def _solver(value) -> SolverSettings:
@@ -488,5 +437,5 @@ def _solver(value) -> SolverSettings:
 _CONVERTERS = {
     "description": _text, "model": _text, "fixed": _fixed, "priors": _priors,
     "random_effects": _names, "group_effects": _names, "covariates": _covariates,
-    "likelihood": _likelihood, "nu": _number, "solver": _solver,
+    "likelihood": _likelihood, "nu": _positive, "solver": _solver,
 }

@@ -302,12 +302,13 @@ def posterior_predictive(
     -------
     Predictive
     """
-    from .fit import result_dataset, result_model, result_options
+    from .record import read_record
 
     for group, var in (("posterior", "theta"), ("posterior", "sigma")):
         if group not in idata.groups() or var not in idata[group]:
             raise ValueError(f"the result has no {group}.{var}; is it a fit written by inference.fit.fit?")
-    return predict(result_model(idata), result_dataset(idata), result_options(idata),
+    record = read_record(idata)
+    return predict(record.ode_model, record.dataset, record.options,
                    idata.posterior["theta"], idata.posterior["sigma"], group="posterior",
                    draws=draws, points=points, seed=seed)
 

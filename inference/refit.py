@@ -25,9 +25,10 @@ import xarray as xr
 from scipy.special import logsumexp
 
 from .data import Dataset
-from .fit import fit, result_dataset, result_model, result_options
+from .fit import fit
 from .heldout import draws, heldout_log_likelihood, subject_theta
 from .loo import integrand_pareto_k
+from .record import read_record
 
 __all__ = ["LeaveObservationOut", "LeaveOut", "LeaveSubjectOut", "refit_exact"]
 
@@ -66,14 +67,10 @@ def refit_exact(idata: az.InferenceData, leave_out: LeaveOut, *, progress: bool 
         the Pareto k of the Monte Carlo integrand; above 0.7 a few draws dominate the estimate,
         which is then noisy (more draws help).
     """
-    dataset = result_dataset(idata)
+    record = read_record(idata)
+    dataset = record.dataset
     train = leave_out.train(dataset)
-    refit = fit(result_model(idata), train, result_options(idata),
-                sampler=idata.attrs.get("sampler", "nutpie"), draws=int(idata.attrs.get("draws", 1000)),
-                tune=int(idata.attrs.get("tune", 1000)),
-                chains=int(idata.attrs.get("chains", 4)),
-                target_accept=float(idata.attrs.get("target_accept", 0.8)),
-                seed=int(idata.attrs.get("seed", 0)), progress=progress)
+    refit = fit(record.ode_model, train, record.options, record.sampler, progress=progress)
     log_values = leave_out.log_integrand(idata, refit, train)
     elpd = float(logsumexp(log_values) - math.log(len(log_values)))
     return leave_out.label(dataset) | {"elpd": elpd, "integrand_pareto_k": integrand_pareto_k(log_values)}
@@ -95,12 +92,13 @@ class LeaveObservationOut(LeaveOut):
                        dataset.source)
 
     def log_integrand(self, idata, refit, train):  # noqa: D102
-        dataset = result_dataset(idata)
+        record = read_record(idata)
+        dataset = record.dataset
         subject = dataset.observations.at[self.index, "subject"]
         theta = np.asarray(refit.posterior["theta"].sel(subject=subject).values, float)
         theta = theta.reshape(-1, theta.shape[-1])
         sigma, analytes = _sigma(refit.posterior)
-        return heldout_log_likelihood(result_model(idata), result_options(idata),
+        return heldout_log_likelihood(record.ode_model, record.options,
                                       dataset.select([subject]), theta, sigma, analytes,
                                       dataset.observations.loc[[self.index]])[:, 0]
 
@@ -131,7 +129,8 @@ class LeaveSubjectOut(LeaveOut):
         return dataset.select([s for s in dataset.subject_ids if s != self.subject])
 
     def log_integrand(self, idata, refit, train):  # noqa: D102
-        model, options, dataset = result_model(idata), result_options(idata), result_dataset(idata)
+        record = read_record(idata)
+        model, options, dataset = record.ode_model, record.options, record.dataset
         held = dataset.select([self.subject])
         n_draws = refit.posterior.sizes["chain"] * refit.posterior.sizes["draw"]
         effects = list(options.random_effects)

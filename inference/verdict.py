@@ -16,6 +16,7 @@ import pandas as pd
 
 from .diagnostics import FAIL, WARN, Thresholds, diagnose
 from .loo import PARETO_K_THRESHOLD
+from .record import read_record
 
 __all__ = ["SEPARATION_SE", "check_diagnostics", "rank_hypotheses", "write_verdict"]
 
@@ -46,7 +47,7 @@ def check_diagnostics(idata: az.InferenceData, thresholds: Thresholds | None = N
     return {"ok": not problems, "status": verdict.status, "problems": problems, "cautions": cautions,
             "max_rhat": value("rhat"), "min_ess_bulk": value("ess_bulk"),
             "divergences": int(np.nan_to_num(value("divergences"))),
-            "solver_failures": int(idata.attrs.get("solver_failures", 0))}
+            "solver_failures": read_record(idata).solver_failures or 0}
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:

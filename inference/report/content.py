@@ -8,7 +8,6 @@ link scale, against the first group) and covariate effects (``NAME_beta``).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
@@ -17,11 +16,11 @@ import numpy as np
 import xarray as xr
 
 from models import OdeModel
-from models.spec import Beta, LogNormal
 
 from ..build import BETWEEN_SUBJECT_SD, SIGMA_PRIOR_DEFAULT, SIGMA_PRIOR_SCALE, ModelOptions
 from ..data import Dataset
 from ..diagnostics import FAIL, PASS, WARN, Thresholds
+from ..priors import LINKS, prior_kind
 
 #: The model parameter read as glucocorticoid resistance (fraction of cortisol suppression lost).
 GC_RESISTANCE = "r"
@@ -56,20 +55,7 @@ class Quantity:
 
     def on_link_scale(self, values: np.ndarray) -> np.ndarray:
         """Map draws to the unbounded scale (log, logit or identity)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if self.link == "log":
-                return np.log(values)
-            if self.link == "logit":
-                return np.log(values) - np.log1p(-values)
-        return values
-
-
-def _link(prior) -> str:
-    if isinstance(prior, LogNormal):
-        return "log"
-    if isinstance(prior, Beta):
-        return "logit"
-    return "identity"
+        return LINKS[self.link].forward(values)
 
 
 def structured(options: ModelOptions) -> set[str]:
@@ -88,7 +74,7 @@ def population_quantities(idata: az.InferenceData, model: OdeModel, options: Mod
         if p.name in options.fixed:
             continue
         prior = options.priors.get(p.name, p.prior)
-        link = _link(prior)
+        link = prior_kind(prior).link
         if p.name not in per_subject:
             out.append(Quantity(p.name, {}, p.name, p.unit, p.description, link, prior.describe()))
             continue
@@ -288,12 +274,4 @@ def parameter_roles(model: OdeModel, options: ModelOptions) -> dict[str, str]:
             parts.append("covariates " + ", ".join(options.covariates[p.name]))
         roles[p.name] = " + ".join(parts) if parts else "shared by all subjects"
     return roles
-
-
-def versions(idata: az.InferenceData) -> dict[str, str]:
-    """Package versions recorded with the fit."""
-    try:
-        return dict(sorted(json.loads(idata.attrs.get("versions", "{}")).items()))
-    except (TypeError, ValueError):
-        return {}
 

@@ -28,6 +28,7 @@ from .. import loo as psis
 from ..diagnostics import Verdict, diagnose, monitored_variables
 from ..files import write_atomically
 from ..predictive import Predictive, posterior_predictive, sample_prior
+from ..record import read_record
 from . import figures
 from .content import (
     GC_RESISTANCE,
@@ -39,7 +40,6 @@ from .content import (
     structured,
     subject_rows,
     summary_rows,
-    versions,
 )
 
 DEFAULT_DRAWS = 500  # posterior draws for the predictive plots
@@ -181,7 +181,8 @@ def _figure(fig, alt: str, caption: str = "") -> dict:
 # Section contexts
 # --------------------------------------------------------------------------------------------
 def _overview(idata, model, options, dataset, verdict, seed) -> dict:
-    a = idata.attrs
+    record = read_record(idata)
+    s, t = record.sampler, record.timings
     roles = parameter_roles(model, options)
     inputs = []
     for i in model.inputs:
@@ -221,19 +222,17 @@ def _overview(idata, model, options, dataset, verdict, seed) -> dict:
             "n_events": len(dataset.events),
         },
         "fit": {
-            "sampler": a.get("sampler", "?"), "chains": a.get("chains", idata.posterior.sizes["chain"]),
-            "draws": a.get("draws", idata.posterior.sizes["draw"]), "tune": a.get("tune", "?"),
-            "target_accept": a.get("target_accept", "?"), "seed": a.get("seed", "?"),
+            "sampler": s.sampler if s else "?", "chains": s.chains if s else idata.posterior.sizes["chain"],
+            "draws": s.draws if s else idata.posterior.sizes["draw"], "tune": s.tune if s else "?",
+            "target_accept": s.target_accept if s else "?", "seed": s.seed if s else "?",
             "likelihood": likelihood,
-            "solver": (f"{a.get('solver_method', options.solver.method)}, "
-                       f"rtol {a.get('solver_rtol', options.solver.rtol):g}, "
-                       f"atol {a.get('solver_atol', options.solver.atol):g}, "
-                       f"max_steps {a.get('solver_max_steps', options.solver.max_steps)}"),
-            "solver_failures": a.get("solver_failures", "unknown"),
-            "timing": (f"compile {a['compile_seconds']:.0f} s, sampling {a['sampling_seconds']:.0f} s"
-                       if "compile_seconds" in a and "sampling_seconds" in a else "not recorded"),
-            "created": a.get("created", "unknown date"), "python": a.get("python", "?"),
-            "versions": versions(idata),
+            "solver": (f"{options.solver.method}, rtol {options.solver.rtol:g}, "
+                       f"atol {options.solver.atol:g}, max_steps {options.solver.max_steps}"),
+            "solver_failures": "unknown" if record.solver_failures is None else record.solver_failures,
+            "timing": (f"compile {t['compile_seconds']:.0f} s, sampling {t['sampling_seconds']:.0f} s"
+                       if {"compile_seconds", "sampling_seconds"} <= set(t) else "not recorded"),
+            "created": record.created or "unknown date", "python": record.python or "?",
+            "versions": dict(sorted(record.versions.items())),
         },
         "report_seed": seed,
         "toc": [],
@@ -401,13 +400,14 @@ def build_report(
         ``prior-posterior``, ``calibration``; for more than one subject also ``subjects`` and
         ``resistance``) and the complete HTML document.
     """
-    from ..fit import check_result, load_result, result_dataset, result_model, result_options
+    from ..fit import check_result, load_result
 
     if not isinstance(idata, az.InferenceData):
         idata = load_result(idata)
     check_result(idata)
-    model, options, dataset = result_model(idata), result_options(idata), result_dataset(idata)
-    seed = int(idata.attrs.get("seed", 0)) if seed is None else int(seed)
+    record = read_record(idata)
+    model, options, dataset = record.ode_model, record.options, record.dataset
+    seed = (record.sampler.seed if record.sampler else 0) if seed is None else int(seed)
     created = created or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
     verdict = diagnose(idata)

@@ -26,6 +26,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from ..data import Dataset
 from ..loo import quiet_psis
 from ..predictive import Predictive
+from ..priors import LINKS
 from .content import GroupContrast, Quantity
 
 DPI = 100
@@ -309,7 +310,7 @@ def plot_prior_posterior(posterior: xr.Dataset, prior: xr.Dataset, quantities: l
                 lo, hi = np.quantile(x, [0.005, 0.995])
                 x = x[(x >= lo) & (x <= hi)]
             grid, density = az.kde(x, bound_correction=False, extend=True)
-            value = _inverse(q, grid)
+            value = LINKS[q.link].inverse(grid)
             if q.link == "logit":
                 density = density / (value * (1.0 - value))  # d logit(r) / dr = 1 / (r (1 - r))
             ax.fill_between(value, density, color=colour, alpha=alpha, lw=0)
@@ -330,14 +331,6 @@ def plot_prior_posterior(posterior: xr.Dataset, prior: xr.Dataset, quantities: l
                  fontsize=12, x=0.01, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
-
-
-def _inverse(q: Quantity, x: np.ndarray) -> np.ndarray:
-    if q.link == "log":
-        return np.exp(x)
-    if q.link == "logit":
-        return 1.0 / (1.0 + np.exp(-x))
-    return x
 
 
 # --------------------------------------------------------------------------------------------

@@ -48,7 +48,8 @@ description = "static GC resistance, shared"
 description = "GC resistance by group"
 group_effects = ["r"]
 """
-RUN = ["--sampler", "pymc", "--draws", "200", "--tune", "200", "--chains", "2", "--seed", "1", "--quiet"]
+RUN = ["--sampler", "pymc", "--draws", "200", "--tune", "200", "--chains", "2", "--target-accept", "0.9",
+       "--seed", "1", "--quiet"]
 # Reduced runs have few draws: judge them by R-hat and ESS that reveal real failures only.
 LENIENT = Thresholds(rhat_fail=1.1, ess_fail=20)
 ACUTE = get_model("acute_inflammation")

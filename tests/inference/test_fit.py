@@ -9,7 +9,8 @@ import pytest
 
 from inference.build import ModelOptions
 from inference.data import load_dataset
-from inference.fit import fit, load_result, result_dataset, result_options, save_result
+from inference.fit import fit, load_result, save_result
+from inference.record import read_record
 
 SINGLE = "data/single_subject/observations.csv"
 TRUTH = pd.read_csv("data/single_subject/truth.csv").iloc[0]
@@ -78,9 +79,9 @@ def test_save_load_round_trip_and_no_overwrite(result, dataset, tmp_path):
     loaded = load_result(path)
     np.testing.assert_array_equal(loaded.posterior["r"].values, result.posterior["r"].values)
     pd.testing.assert_frame_equal(
-        result_dataset(loaded).observations, dataset.observations, check_dtype=False
+        read_record(loaded).dataset.observations, dataset.observations, check_dtype=False
     )
-    assert result_options(loaded) == ModelOptions()
+    assert read_record(loaded).options == ModelOptions()
     before = path.read_bytes()
     with pytest.raises(FileExistsError, match="pass overwrite=True"):
         save_result(result, path)

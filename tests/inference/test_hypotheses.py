@@ -37,10 +37,11 @@ def _write(tmp_path, text, name="h.toml"):
 
 # ---- Python declarations --------------------------------------------------------------------
 def test_a_hypothesis_becomes_the_model_options_of_its_fit():
-    h = Hypothesis("H2", description="by group", fixed={"K_C": 500}, group_effects=["r"],
-                   random_effects=("k_T",), covariates={"k_C": "stress_score".split()},
-                   priors={"d_T": LogNormal(2.0, 0.2)}, likelihood="student_t", nu=4)
-    options = h.options()
+    h = Hypothesis("H2", description="by group", options=ModelOptions(
+        fixed={"K_C": 500}, group_effects=["r"], random_effects=("k_T",),
+        covariates={"k_C": "stress_score".split()}, priors={"d_T": LogNormal(2.0, 0.2)},
+        likelihood="student_t", nu=4))
+    options = h.options
     assert options == ModelOptions(priors={"d_T": LogNormal(2.0, 0.2)}, fixed={"K_C": 500.0},
                                    random_effects=("k_T",), group_effects=("r",),
                                    covariates={"k_C": ("stress_score",)}, likelihood="student_t", nu=4.0,
@@ -49,10 +50,11 @@ def test_a_hypothesis_becomes_the_model_options_of_its_fit():
 
 
 def test_the_receptor_model_gets_the_stiff_solver_unless_told_otherwise():
-    assert Hypothesis("H3", model="gc_receptor").options().solver.method == "stiff"
-    assert Hypothesis("H1").options().solver.method == "explicit"
-    explicit = Hypothesis("H3", model="gc_receptor", solver=SolverSettings("explicit", rtol=1e-8))
-    assert explicit.options().solver == SolverSettings("explicit", rtol=1e-8)
+    assert Hypothesis("H3", model="gc_receptor").options.solver.method == "stiff"
+    assert Hypothesis("H1").options.solver.method == "explicit"
+    explicit = Hypothesis("H3", model="gc_receptor",
+                          options=ModelOptions(solver=SolverSettings("explicit", rtol=1e-8)))
+    assert explicit.options.solver == SolverSettings("explicit", rtol=1e-8)
 
 
 NO_PARAMETER = r"model {} has no parameter\(s\) \['{}'\]"
@@ -70,12 +72,11 @@ NO_PARAMETER = r"model {} has no parameter\(s\) \['{}'\]"
     ({"fixed": {"r": 0.0}, "group_effects": ("r",)},
      r"key 'fixed': \['r'\] are fixed and cannot also appear in 'group_effects'"),
     ({"random_effects": ("k_T", "k_T")}, r"key 'random_effects': \['k_T'\] listed more than once"),
-    ({"likelihood": "normal"}, r"key 'likelihood': expected one of \['lognormal', 'student_t'\]"),
-    ({"nu": 0}, r"key 'nu': expected a positive number"),
 ])
 def test_a_bad_declaration_names_the_hypothesis_and_key(kwargs, match):
+    model = kwargs.pop("model", "acute_inflammation")
     with pytest.raises(ModelError, match=match):
-        Hypothesis("H", **kwargs)
+        Hypothesis("H", model=model, options=ModelOptions(**kwargs))
 
 
 def test_a_name_must_be_usable_as_a_file_name():
@@ -86,16 +87,17 @@ def test_a_name_must_be_usable_as_a_file_name():
 def test_data_checks_name_the_hypothesis_and_key(single, cohort):
     with pytest.raises(ModelError, match=r"hypothesis 'H2', key 'group_effects': \['r'\] needs a dataset "
                                          r"with at least two groups; observations.csv has 1 \(all\)"):
-        Hypothesis("H2", group_effects=("r",)).check(single)
+        Hypothesis("H2", options=ModelOptions(group_effects=("r",))).check(single)
     with pytest.raises(ModelError, match=r"hypothesis 'Hc', key 'covariates': r uses columns \['age'\] "
                                          r"absent"):
-        Hypothesis("Hc", covariates={"r": ("age",)}).check(cohort)
-    Hypothesis("H2", group_effects=("r",), covariates={"r": ("stress_score",)}).check(cohort)
+        Hypothesis("Hc", options=ModelOptions(covariates={"r": ("age",)})).check(cohort)
+    Hypothesis("H2", options=ModelOptions(group_effects=("r",),
+                                             covariates={"r": ("stress_score",)})).check(cohort)
 
 
 def test_check_hypotheses_lists_every_problem_at_once(single):
-    hypotheses = [Hypothesis("A", group_effects=("r",)), Hypothesis("A"),
-                  Hypothesis("B", covariates={"r": ("stress_score",)})]
+    hypotheses = [Hypothesis("A", options=ModelOptions(group_effects=("r",))), Hypothesis("A"),
+                  Hypothesis("B", options=ModelOptions(covariates={"r": ("stress_score",)}))]
     with pytest.raises(ModelError, match="3 problems") as raised:
         check_hypotheses(hypotheses, single)
     message = str(raised.value)
@@ -107,13 +109,13 @@ def test_check_hypotheses_lists_every_problem_at_once(single):
 def test_the_shipped_file_declares_h0_to_h3(cohort):
     hypotheses = {h.name: h for h in load_hypotheses(SHIPPED, cohort)}
     assert list(hypotheses) == ["H0", "H1", "H2", "H3"]
-    assert hypotheses["H0"].fixed == {"r": 0.0}
-    assert "r" not in hypotheses["H1"].fixed and not hypotheses["H1"].group_effects
-    assert hypotheses["H2"].group_effects == ("r",)
-    assert hypotheses["H3"].model == "gc_receptor" and hypotheses["H3"].options().solver.method == "stiff"
+    assert hypotheses["H0"].options.fixed == {"r": 0.0}
+    assert "r" not in hypotheses["H1"].options.fixed and not hypotheses["H1"].options.group_effects
+    assert hypotheses["H2"].options.group_effects == ("r",)
+    assert hypotheses["H3"].model == "gc_receptor" and hypotheses["H3"].options.solver.method == "stiff"
     for h in hypotheses.values():  # [defaults] reach every hypothesis
-        assert h.random_effects == ("k_T", "k_IT", "k_C", "d_T", "C_b")
-        assert h.priors == {"K_C": LogNormal(500.0, 0.2)}
+        assert h.options.random_effects == ("k_T", "k_IT", "k_C", "d_T", "C_b")
+        assert h.options.priors == {"K_C": LogNormal(500.0, 0.2)}
         assert h.description
 
 
@@ -134,12 +136,12 @@ nu = 4
 solver = { method = "stiff", rtol = 1e-7, max_steps = 50000 }
 """)
     h0, h1 = load_hypotheses(path)
-    assert h0.fixed == {"K_C": 500.0, "d_C": 0.6, "r": 0.0}
-    assert h0.random_effects == ("k_T", "C_b") and h0.priors == {}
-    assert h1.fixed == {"K_C": 500.0, "d_C": 0.55} and h1.random_effects == ("k_T",)
-    assert h1.priors == {"r": Beta(1.5, 6.0)}
-    assert (h1.likelihood, h1.nu) == ("student_t", 4.0)
-    assert h1.solver == SolverSettings("stiff", rtol=1e-7, max_steps=50000)
+    assert h0.options.fixed == {"K_C": 500.0, "d_C": 0.6, "r": 0.0}
+    assert h0.options.random_effects == ("k_T", "C_b") and h0.options.priors == {}
+    assert h1.options.fixed == {"K_C": 500.0, "d_C": 0.55} and h1.options.random_effects == ("k_T",)
+    assert h1.options.priors == {"r": Beta(1.5, 6.0)}
+    assert (h1.options.likelihood, h1.options.nu) == ("student_t", 4.0)
+    assert h1.options.solver == SolverSettings("stiff", rtol=1e-7, max_steps=50000)
 
 
 BAD_FILES = [
@@ -160,6 +162,9 @@ BAD_FILES = [
     ('[hypotheses.H1]\npriors = { d_T = { kind = "LogNormal", median = -1, sigma = 1 } }\n',
      r"key 'priors': d_T: LogNormal needs median > 0"),
     ('[hypotheses.H1]\nsolver = { method = "rk4" }\n', r"key 'solver': unknown solver method 'rk4'"),
+    ('[hypotheses.H1]\nlikelihood = "normal"\n',
+     r"hypothesis 'H1', key 'likelihood': expected one of \['lognormal', 'student_t'\]"),
+    ('[hypotheses.H1]\nnu = 0\n', r"hypothesis 'H1', key 'nu': expected a positive number"),
     ('[defaults]\nrandom_effects = ["r"]\n[hypotheses.H3]\nmodel = "gc_receptor"\n',
      r"hypothesis 'H3', key 'random_effects': model gc_receptor has no parameter\(s\) \['r'\]"),
     ('[hypothesis.H1]\n[hypotheses.H0]\n', r"unknown top-level table\(s\) \['hypothesis'\]"),
@@ -197,12 +202,12 @@ def test_a_group_effect_on_data_without_groups_is_an_error_of_the_file(single):
        grouped=st.booleans(), median=st.floats(0.1, 1e4), sigma=st.floats(0.05, 2.0))
 def test_parsing_a_declaration_back_gives_the_same_options(fixed, structure, grouped, median, sigma):
     priors = {"d_T": LogNormal(median, sigma)}
-    h = Hypothesis("H", fixed=fixed, random_effects=structure, group_effects=("k_C",) if grouped else (),
-                   priors=priors, description="round trip")
+    h = Hypothesis("H", description="round trip", options=ModelOptions(
+        fixed=fixed, random_effects=structure, group_effects=("k_C",) if grouped else (), priors=priors))
     table = {k: v for k, v in h.to_dict().items() if k != "name"}
     (parsed,) = parse_hypotheses({"hypotheses": {"H": table}})
-    assert parsed.options() == h.options()
-    assert math.isclose(parsed.priors["d_T"].median, median)
+    assert parsed.options == h.options
+    assert math.isclose(parsed.options.priors["d_T"].median, median)
 
 
 # ---- the command line -------------------------------------------------------------------------

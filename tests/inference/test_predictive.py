@@ -9,7 +9,6 @@ from report_fits import MODEL, SINGLE, SINGLE_FREE, _fixed, single_fit
 import models
 from inference.build import ModelOptions
 from inference.data import load_dataset
-from inference.fit import result_dataset
 from inference.predictive import (
     CENSORED_CODES,
     DEFAULT_POINTS,
@@ -18,6 +17,7 @@ from inference.predictive import (
     prior_predictive,
     sample_prior,
 )
+from inference.record import read_record
 
 DRAWS = 300
 
@@ -29,7 +29,7 @@ def good():
 
 @pytest.fixture(scope="module")
 def dataset(good):
-    return result_dataset(good)
+    return read_record(good).dataset
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from PIL import Image
 from report_fits import COHORT_SUBJECTS, SINGLE_FREE, cohort_fit, single_fit
 
 from inference import cli
-from inference.fit import result_dataset, save_result
+from inference.fit import save_result
+from inference.record import read_record
 from inference.report import Report, build_report, render_report
 from inference.report.figures import plot_subject_predictive
 
@@ -166,7 +167,7 @@ def test_report_and_sections_display_inline_in_a_notebook(single_report):
 
 
 def test_predictive_figure_is_readable(single_report, single_result):
-    fig = plot_subject_predictive(single_report.predictive, result_dataset(single_result), "S01",
+    fig = plot_subject_predictive(single_report.predictive, read_record(single_result).dataset, "S01",
                                   {"TNF": "pg/mL", "IL6": "pg/mL", "cortisol": "nmol/L"})
     try:
         axes = fig.axes
