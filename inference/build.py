@@ -2,19 +2,15 @@
 
 Parameters keep the names of the model's equations. A parameter is either fixed (a constant),
 shared by all subjects (its prior exactly as the library states it), or structured per subject
-on its link scale (log for rates, logit for r):
-
-    link(theta_s) = mu + group effect[g(s)] + sum_c beta_c * z_c(s) + tau * eta_s,   eta_s ~ N(0, 1)
-
-(non-centred random effect ``tau * eta_s``; group effects against the first group; standardised
-covariates ``z_c``). The measurement model is log-normal (or Student-t on the log scale) per
-analyte, with values outside the assay's limits entering through the log-CDF (M3 method).
+on its link scale (:class:`~inference.structure.ParameterStructure`). The measurement model is
+log-normal (or Student-t on the log scale) per analyte, with values outside the assay's limits
+entering through the log-CDF (:class:`~inference.measurement.MeasurementModel`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -25,15 +21,14 @@ from models import Event, ModelError, OdeModel, Prior, SolverSettings, get_model
 from models.solvers import pack_events, pack_times
 
 from .data import DataError, Dataset
+from .measurement import MeasurementModel
 from .op import OdeSolveOp
-from .priors import prior_from_dict, prior_to_dict, to_pymc, unconstrained
+from .priors import prior_from_dict, prior_to_dict
+from .structure import ParameterStructure
 
-LIKELIHOODS = ("lognormal", "student_t")
 # Prior on the log-scale measurement error (literature note: assay CVs 5-25 %).
 SIGMA_PRIOR_SCALE = {"cortisol": 0.15}
 SIGMA_PRIOR_DEFAULT = 0.3
-# Prior scale of between-subject standard deviations on the link scale.
-BETWEEN_SUBJECT_SD = 0.5
 
 
 @dataclass(frozen=True)
@@ -76,10 +71,12 @@ class ModelOptions:
         object.__setattr__(self, "random_effects", tuple(self.random_effects))
         object.__setattr__(self, "group_effects", tuple(self.group_effects))
         object.__setattr__(self, "covariates", {k: tuple(v) for k, v in dict(self.covariates).items()})
-        if self.likelihood not in LIKELIHOODS:
-            raise ModelError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
-        if self.nu <= 0:
-            raise ModelError(f"nu must be positive, got {self.nu}")
+        MeasurementModel(self.likelihood, self.nu)  # validates likelihood and nu
+
+    @property
+    def measurement(self) -> MeasurementModel:
+        """The measurement model of these options."""
+        return MeasurementModel(self.likelihood, self.nu)
 
     def check(self, model: OdeModel, dataset: Dataset | None = None) -> None:
         """Raise ModelError naming the option and parameter that do not fit model or data."""
@@ -206,38 +203,6 @@ def subject_inputs(model: OdeModel, dataset: Dataset) -> np.ndarray:
     return np.stack(columns, axis=1) if columns else np.zeros((len(dataset.subject_ids), 0))
 
 
-def _standardised(dataset: Dataset, columns: Sequence[str]) -> np.ndarray:
-    x = dataset.subjects[list(columns)].to_numpy(float)
-    sd = x.std(axis=0)
-    sd[sd == 0] = 1.0
-    return (x - x.mean(axis=0)) / sd
-
-
-def _parameter(name: str, prior: Prior, options: ModelOptions, dataset: Dataset, group_idx):
-    """Per-subject values of one free parameter (a vector over subjects)."""
-    n = len(dataset.subject_ids)
-    structured = (name in options.random_effects or name in options.group_effects
-                  or name in options.covariates)
-    if not structured:
-        return to_pymc(name, prior) * pt.ones(n)
-    link = unconstrained(prior)
-    mu = pm.Normal(f"{name}_mu", link.mean, link.sd)
-    eta = mu * pt.ones(n)
-    if name in options.group_effects:
-        effect = pm.Normal(f"{name}_group", 0.0, 1.0, dims="group_effect")
-        eta = eta + pt.concatenate([pt.zeros(1), effect])[group_idx]
-    if name in options.covariates:
-        pm.Model.get_context().add_coord(f"{name}_covariate", list(options.covariates[name]))
-        beta = pm.Normal(f"{name}_beta", 0.0, 1.0, dims=f"{name}_covariate")
-        eta = eta + pt.as_tensor(_standardised(dataset, options.covariates[name])) @ beta
-    if name in options.random_effects:
-        tau = pm.HalfNormal(f"{name}_sd", BETWEEN_SUBJECT_SD)
-        z = pm.Normal(f"{name}_z", 0.0, 1.0, dims="subject")
-        eta = eta + tau * z
-    pm.Deterministic(f"{name}_typical", link.inverse(mu))
-    return pm.Deterministic(name, link.inverse(eta), dims="subject")
-
-
 def build_model(
     model: str | OdeModel, dataset: Dataset, options: ModelOptions | None = None
 ) -> pm.Model:
@@ -294,13 +259,13 @@ def build_model(
                 dims="obs")
         pm.Data("obs_analyte", lay.obs_analyte, dims="obs")
         pm.Data("subject_group", group_idx, dims="subject")
+        structure = ParameterStructure(model, options, dataset)
         columns = []
         for p in model.parameters:
             if p.name in options.fixed:
                 columns.append(pt.as_tensor(np.full(len(dataset.subject_ids), options.fixed[p.name])))
             else:
-                columns.append(_parameter(p.name, options.priors.get(p.name, p.prior), options,
-                                          dataset, group_idx))
+                columns.append(structure.tensor(p.name, group_idx))
         inputs = pt.as_tensor(subject_inputs(model, dataset))
         theta = pm.Deterministic("theta", pt.concatenate([pt.stack(columns, axis=1), inputs], axis=1),
                                  dims=("subject", "theta_name"))
@@ -312,32 +277,24 @@ def build_model(
             "sigma", sigma=[SIGMA_PRIOR_SCALE.get(a, SIGMA_PRIOR_DEFAULT) for a in lay.analytes],
             dims="analyte",
         )
-        sd = sigma[lay.obs_analyte]
-        if options.likelihood == "lognormal":
-            noise = pm.Normal.dist(mu=log_mu, sigma=sd)
-        else:
-            noise = pm.StudentT.dist(nu=options.nu, mu=log_mu, sigma=sd)
-        pm.Censored("log_y", noise, lower=lower, upper=upper, observed=log_value, dims="obs")
+        options.measurement.observe("log_y", log_mu, sigma[lay.obs_analyte], lower, upper, log_value,
+                                    dims="obs")
     pm_model.ode_op = op
     return pm_model
-
-
-# Subject-level variation a cohort fit allows by default: production gains, HPA gain, cortisol
-# baseline and GC resistance (the literature note's between-subject spreads are largest there).
-COHORT_RANDOM_EFFECTS = ("k_T", "k_IT", "k_C", "C_b", "r")
 
 
 def default_options(model: str | OdeModel, dataset: Dataset) -> ModelOptions:
     """Return the options for a first fit of ``dataset``.
 
-    One subject: every parameter shared, with its library prior. A cohort: random effects on
-    ``COHORT_RANDOM_EFFECTS`` and, when the data have groups, a group effect on ``r``.
+    One subject: every parameter shared, with its library prior. A cohort: random effects on the
+    model's ``cohort_random_effects`` and, when the data have groups and the model's GC resistance
+    is a parameter (``r``), a group effect on it.
     """
     model = get_model(model)
     if len(dataset.subject_ids) == 1:
         return ModelOptions()
-    names = set(model.parameter_names)
+    resistance = model.resistance.parameter if model.resistance is not None else None
     return ModelOptions(
-        random_effects=tuple(n for n in COHORT_RANDOM_EFFECTS if n in names),
-        group_effects=("r",) if len(dataset.groups) > 1 and "r" in names else (),
+        random_effects=model.cohort_random_effects,
+        group_effects=(resistance,) if len(dataset.groups) > 1 and resistance is not None else (),
     )

@@ -228,6 +228,8 @@ def cmd_compare(args) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``cytokine-balance``."""
+    from inference.measurement import LIKELIHOODS
+
     top = argparse.ArgumentParser(prog="cytokine-balance", description=__doc__.splitlines()[0])
     sub = top.add_subparsers(dest="command", required=True)
 
@@ -262,7 +264,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed", help="fix parameters, e.g. r=0")
     p.add_argument("--random-effects", help="parameters varying between subjects (comma list)")
     p.add_argument("--group-effects", help="parameters differing between groups (comma list)")
-    p.add_argument("--likelihood", choices=["lognormal", "student_t"], default="lognormal")
+    p.add_argument("--likelihood", choices=list(LIKELIHOODS), default="lognormal")
     p.add_argument("--method", choices=["explicit", "stiff"], default="explicit")
     p.add_argument("--rtol", type=float, default=1e-6)
     p.add_argument("--atol", type=float, default=1e-6)

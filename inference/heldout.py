@@ -13,23 +13,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 import xarray as xr
 
-from models import OdeModel
-from models.solvers import kernel, pack_events, pack_times
+from models import OdeModel, solve
 
 from .build import ModelOptions, subject_events, subject_inputs
-from .data import DataError, Dataset
-from .priors import LINKS, unconstrained
+from .data import Dataset
+from .structure import ParameterStructure
 
-__all__ = ["draws", "heldout_log_likelihood", "subject_theta"]
-
-
-def draws(posterior: xr.Dataset, name: str) -> np.ndarray:
-    """Return a variable's draws with chain and draw flattened into the first axis."""
-    values = np.asarray(posterior[name].values, dtype=float)
-    return values.reshape(-1, *values.shape[2:])
+__all__ = ["heldout_log_likelihood", "subject_theta"]
 
 
 def subject_theta(model: OdeModel, options: ModelOptions, train: Dataset, posterior: xr.Dataset,
@@ -59,48 +51,10 @@ def subject_theta(model: OdeModel, options: ModelOptions, train: Dataset, poster
     -------
     ndarray, shape (n, n_theta)
     """
-    n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
-    n = n_draws if not z else len(next(iter(z.values())))
-    repeat = n // n_draws
-    row = subject.subjects.iloc[0]
-    groups = list(train.groups)
-
-    def tiled(name):
-        values = draws(posterior, name)
-        return np.tile(values, (repeat, *[1] * (values.ndim - 1)))
-
-    columns = []
-    for p in model.parameters:
-        name = p.name
-        if name in options.fixed:
-            columns.append(np.full(n, options.fixed[name]))
-            continue
-        structured = (name in options.random_effects or name in options.group_effects
-                      or name in options.covariates)
-        if not structured:
-            columns.append(tiled(name))
-            continue
-        link = unconstrained(options.priors.get(name, p.prior))
-        eta = tiled(f"{name}_mu")
-        if name in options.group_effects and row["group"] != groups[0]:
-            if row["group"] not in groups:
-                raise DataError(f"subject {subject.subject_ids[0]} is in group {row['group']!r}, which the "
-                                f"fitted data lack (groups {groups})")
-            effect = posterior[f"{name}_group"].sel(group_effect=row["group"])
-            eta = eta + np.tile(np.asarray(effect.values, float).reshape(-1), repeat)
-        if name in options.covariates:
-            cols = list(options.covariates[name])
-            x = train.subjects[cols].to_numpy(float)
-            mean, sd = x.mean(axis=0), x.std(axis=0)
-            sd[sd == 0] = 1.0
-            zc = (row[cols].to_numpy(float) - mean) / sd
-            beta = tiled(f"{name}_beta")  # (n, n_cov)
-            eta = eta + beta @ zc
-        if name in options.random_effects:
-            eta = eta + tiled(f"{name}_sd") * np.asarray(z[name] if z else 0.0)
-        columns.append(LINKS[link.link].inverse(eta))
+    structure = ParameterStructure(model, options, train)
+    values = structure.subject_values(posterior, subject, z)
     inputs = subject_inputs(model, subject)[0]
-    return np.column_stack(columns + [np.full(n, v) for v in inputs])
+    return np.column_stack([values] + [np.full(len(values), v) for v in inputs])
 
 
 def heldout_log_likelihood(model: OdeModel, options: ModelOptions, subject: Dataset, theta: np.ndarray,
@@ -135,29 +89,16 @@ def heldout_log_likelihood(model: OdeModel, options: ModelOptions, subject: Data
     obs = subject.observations if observations is None else observations
     times = np.unique(obs["time"].to_numpy(float))
     n = len(theta)
-    t_flat, row_ptr = pack_times([times] * n)
     events = subject_events(model, subject)[0]
-    ev = pack_events(model, [events] * n)
-    settings = options.solver
-    y, _, status, _ = kernel(model, settings.method)(
-        np.ascontiguousarray(theta, dtype=float), t_flat, row_ptr, ev.time, ev.kind, ev.index, ev.value,
-        ev.ptr, settings.rtol, settings.atol, settings.max_steps,
-    )
-    states = model.observable_states()
+    solution = solve(model, np.ascontiguousarray(theta, dtype=float), [times] * n, [events] * n,
+                     options.solver)
     rows = np.searchsorted(times, obs["time"].to_numpy(float))
     observable = np.array([model.analytes.index(a) for a in obs["analyte"]])
-    y = y.reshape(n, len(times), -1)
+    states = solution.states.reshape(n, len(times), -1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_mu = np.log(y[:, rows, states[observable]])
+        log_mu = np.log(states[:, rows, model.observable_states()[observable]])
     sd = sigma[:, [list(analytes).index(a) for a in obs["analyte"]]]
-    value = np.log(obs["value"].to_numpy(float))
-    if options.likelihood == "lognormal":
-        dist = scipy.stats.norm(loc=log_mu, scale=sd)
-    else:
-        dist = scipy.stats.t(df=options.nu, loc=log_mu, scale=sd)
-    censored = obs["censored"].to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(censored == "left", dist.logcdf(value),
-                       np.where(censored == "right", dist.logsf(value), dist.logpdf(value)))
-    out[status != 0] = -np.inf
-    return np.where(np.isfinite(out), out, -np.inf)
+    out = options.measurement.log_likelihood(log_mu, sd, np.log(obs["value"].to_numpy(float)),
+                                             obs["censored"].to_numpy())
+    out[solution.status != 0] = -np.inf
+    return out

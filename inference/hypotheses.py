@@ -50,8 +50,9 @@ from typing import Any
 
 from models import ModelError, OdeModel, Prior, SolverSettings, get_model
 
-from .build import LIKELIHOODS, ModelOptions
+from .build import ModelOptions
 from .data import Dataset
+from .measurement import LIKELIHOODS
 from .priors import PRIOR_KINDS, prior_from_dict
 
 __all__ = ["HYPOTHESIS_KEYS", "RECOMMENDED_SOLVER", "Hypothesis", "check_hypotheses", "load_hypotheses",

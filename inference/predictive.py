@@ -131,10 +131,7 @@ def _measure(concentration: np.ndarray, sigma: np.ndarray, lloq: np.ndarray, ulo
 
     ``sigma``, ``lloq`` and ``uloq`` broadcast against ``concentration``.
     """
-    if options.likelihood == "student_t":
-        noise = rng.standard_t(options.nu, size=concentration.shape)
-    else:
-        noise = rng.standard_normal(concentration.shape)
+    noise = options.measurement.noise(rng, concentration.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         log_c = np.where(concentration > 0, np.log(np.where(concentration > 0, concentration, 1.0)), np.nan)
         value = np.exp(log_c + sigma * noise)

@@ -26,9 +26,10 @@ from scipy.special import logsumexp
 
 from .data import Dataset
 from .fit import fit
-from .heldout import draws, heldout_log_likelihood, subject_theta
+from .heldout import heldout_log_likelihood, subject_theta
 from .loo import integrand_pareto_k
 from .record import read_record
+from .structure import draws
 
 __all__ = ["LeaveObservationOut", "LeaveOut", "LeaveSubjectOut", "refit_exact"]
 

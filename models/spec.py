@@ -156,6 +156,38 @@ class Observable:
     unit: str
 
 
+@dataclass(frozen=True)
+class Ridge:
+    """Parameters that the data inform only in combination (a ridge of the likelihood).
+
+    ``note`` says why, in words; reports show the pair together and print the note.
+    """
+
+    parameters: tuple[str, ...]
+    note: str
+
+
+@dataclass(frozen=True)
+class Resistance:
+    """How glucocorticoid resistance is read from a model.
+
+    Either a ``parameter`` in [0, 1] (static resistance, e.g. ``r``) or ``one_minus_state``: the
+    state whose complement is the resistance at each time (``R``, receptor availability, gives
+    resistance ``1 - R``).
+    """
+
+    parameter: str | None = None
+    one_minus_state: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.parameter is None) == (self.one_minus_state is None):
+            raise ModelError("Resistance needs exactly one of parameter or one_minus_state")
+
+    def describe(self) -> str:
+        """Return the resistance as an expression of the model's symbols, e.g. ``r`` or ``1 - R``."""
+        return self.parameter if self.parameter is not None else f"1 - {self.one_minus_state}"
+
+
 class MathNamespace:
     """The functions a right-hand side may use: exp, log, sqrt and Hill functions.
 
@@ -208,6 +240,13 @@ class OdeModel:
         ``initial(p, u, m) -> {state name: value at t = 0}``.
     time_unit
         Unit of time (hours for every library model).
+    cohort_random_effects
+        Parameters that vary between subjects in a first cohort fit (the largest between-subject
+        spreads of the literature).
+    ridges
+        Known ridges: parameters the data inform only in combination.
+    resistance
+        How GC resistance is read from the model (None: the model has no notion of it).
     """
 
     name: str
@@ -220,6 +259,9 @@ class OdeModel:
     rhs: RHS = field(repr=False)
     initial: Initial = field(repr=False)
     time_unit: str = "h"
+    cohort_random_effects: tuple[str, ...] = ()
+    ridges: tuple[Ridge, ...] = ()
+    resistance: Resistance | None = None
 
     def __post_init__(self) -> None:
         names = self.state_names + self.parameter_names + self.input_names
@@ -231,6 +273,16 @@ class OdeModel:
                 raise ModelError(
                     f"model {self.name}: observable {obs.analyte} reads unknown state {obs.state}"
                 )
+        unknown = [n for n in (*self.cohort_random_effects, *(p for r in self.ridges for p in r.parameters))
+                   if n not in self.parameter_names]
+        if self.resistance is not None:
+            if self.resistance.parameter not in (None, *self.parameter_names):
+                unknown.append(self.resistance.parameter)
+            if self.resistance.one_minus_state not in (None, *self.state_names):
+                unknown.append(self.resistance.one_minus_state)
+        if unknown:
+            raise ModelError(f"model {self.name}: cohort effects, ridges or resistance name unknown "
+                             f"parameters or states {unknown}")
         for label, produced in (
             ("rhs", self.rhs(*self._float_namespaces(), FLOAT_MATH)),
             ("initial", self.initial(*self._float_namespaces()[1:], FLOAT_MATH)),

@@ -9,6 +9,7 @@ link scale, against the first group) and covariate effects (``NAME_beta``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import arviz as az
@@ -16,14 +17,15 @@ import numpy as np
 import xarray as xr
 
 from models import OdeModel
+from models.spec import Ridge
 
-from ..build import BETWEEN_SUBJECT_SD, SIGMA_PRIOR_DEFAULT, SIGMA_PRIOR_SCALE, ModelOptions
+from ..build import SIGMA_PRIOR_DEFAULT, SIGMA_PRIOR_SCALE, ModelOptions
 from ..data import Dataset
 from ..diagnostics import FAIL, PASS, WARN, Thresholds
 from ..priors import LINKS, prior_kind
+from ..structure import BETWEEN_SUBJECT_SD
 
 #: The model parameter read as glucocorticoid resistance (fraction of cortisol suppression lost).
-GC_RESISTANCE = "r"
 INTERVAL = 0.9  # central posterior interval reported in tables and forest plots
 
 
@@ -173,17 +175,12 @@ def subject_rows(posterior: xr.Dataset, name: str, dataset: Dataset,
     return rows
 
 
-# A known ridge (literature note, section 7): suppression depends on K_C / (1 - r) only, so the pair
-# is always shown when both are estimated.
-KNOWN_RIDGES = (("r", "K_C"),)
-
-
-def correlated_quantities(posterior: xr.Dataset, quantities: list[Quantity],
-                          n: int = 4) -> tuple[list[Quantity], np.ndarray]:
+def correlated_quantities(posterior: xr.Dataset, quantities: list[Quantity], n: int = 4,
+                          ridges: Sequence[Ridge] = ()) -> tuple[list[Quantity], np.ndarray]:
     """Up to ``n`` quantities taking part in the strongest posterior correlations (link scale).
 
-    Both members of a known ridge (``KNOWN_RIDGES``: r and K_C, as shared or typical values) are
-    always included when both are estimated; the rest are filled by absolute correlation.
+    The members of each known ridge (the model's ``ridges``, e.g. r and K_C, as shared or typical
+    values) are always included when all are estimated; the rest are filled by absolute correlation.
     Returns the chosen quantities and their correlation matrix.
     """
     usable = [q for q in quantities if np.ptp(q.values(posterior)) > 0]
@@ -197,8 +194,8 @@ def correlated_quantities(posterior: xr.Dataset, quantities: list[Quantity],
                    reverse=True)
     index = {q.var: k for k, q in enumerate(usable) if not q.sel}
     chosen: list[int] = []
-    for ridge in KNOWN_RIDGES:
-        found = [index.get(name, index.get(f"{name}_typical")) for name in ridge]
+    for ridge in ridges:
+        found = [index.get(name, index.get(f"{name}_typical")) for name in ridge.parameters]
         if None not in found and len(chosen) + len(found) <= n:
             chosen += [k for k in found if k not in chosen]
     for _, i, j in pairs:
@@ -228,7 +225,7 @@ class GroupContrast:
 
 
 def resistance_contrast(posterior: xr.Dataset, dataset: Dataset, options: ModelOptions,
-                        name: str = GC_RESISTANCE) -> GroupContrast | None:
+                        name: str = "r") -> GroupContrast | None:
     """Posterior probability that each group is more GC-resistant than the reference group.
 
     The reference is ``control`` when such a group exists, else the first group. With a group

@@ -31,7 +31,6 @@ from ..predictive import Predictive, posterior_predictive, sample_prior
 from ..record import read_record
 from . import figures
 from .content import (
-    GC_RESISTANCE,
     INTERVAL,
     correlated_quantities,
     parameter_roles,
@@ -203,8 +202,6 @@ def _overview(idata, model, options, dataset, verdict, seed) -> dict:
                          "censored": int((rows["censored"] != "none").sum()),
                          "lloq": ", ".join(f"{v:g}" for v in limits) if limits.size else "–"})
     summary = dataset.summary()
-    likelihood = ("log-normal" if options.likelihood == "lognormal"
-                  else f"Student-t on the log scale, nu = {options.nu:g}")
     return {
         "title": f"Posterior report: {model.name}",
         "verdict": verdict,
@@ -225,7 +222,7 @@ def _overview(idata, model, options, dataset, verdict, seed) -> dict:
             "sampler": s.sampler if s else "?", "chains": s.chains if s else idata.posterior.sizes["chain"],
             "draws": s.draws if s else idata.posterior.sizes["draw"], "tune": s.tune if s else "?",
             "target_accept": s.target_accept if s else "?", "seed": s.seed if s else "?",
-            "likelihood": likelihood,
+            "likelihood": options.measurement.describe(),
             "solver": (f"{options.solver.method}, rtol {options.solver.rtol:g}, "
                        f"atol {options.solver.atol:g}, max_steps {options.solver.max_steps}"),
             "solver_failures": "unknown" if record.solver_failures is None else record.solver_failures,
@@ -284,14 +281,14 @@ def _predictive(predictive: Predictive, dataset, model) -> dict:
             "failures": predictive.failures, "coverage_text": text}
 
 
-def _sampling(idata, quantities) -> dict:
+def _sampling(idata, quantities, model) -> dict:
     rank_figures = []
     n_figures = math.ceil(len(quantities) / RANK_ROWS_PER_FIGURE)
     for indices in np.array_split(np.arange(len(quantities)), max(n_figures, 1)):
         chunk = [quantities[k] for k in indices]
         rank_figures.append(_figure(figures.plot_rank(idata, chunk),
                                     "Rank plots of " + ", ".join(q.label for q in chunk)))
-    chosen, corr = correlated_quantities(idata.posterior, quantities)
+    chosen, corr = correlated_quantities(idata.posterior, quantities, ridges=model.ridges)
     pair_figure, pair_text = None, "Fewer than two free quantities: nothing to correlate."
     if len(chosen) >= 2:
         divergent = (idata.sample_stats["diverging"].values if "sample_stats" in idata.groups()
@@ -329,12 +326,14 @@ def _calibration(idata, predictive, dataset) -> dict:
 
 
 def _resistance(idata, model, options, dataset) -> dict:
-    name = GC_RESISTANCE
-    context = {"name": name, "figure": None, "missing": "", "probabilities": {}, "basis": "",
+    resistance = model.resistance
+    name = resistance.parameter if resistance is not None else None
+    context = {"name": name or "r", "figure": None, "missing": "", "probabilities": {}, "basis": "",
                "groups": [], "identifiability": ""}
-    if name not in model.parameter_names:
-        context["missing"] = (f"Model {model.name} has no static GC-resistance parameter {name}; its "
-                              "resistance develops over time (see the equations).")
+    if name is None:
+        develops = (f" as {resistance.describe()}" if resistance is not None else "")
+        context["missing"] = (f"Model {model.name} has no static GC-resistance parameter; its "
+                              f"resistance develops over time{develops} (see the equations).")
         return context
     if name in options.fixed:
         context["missing"] = f"{name} is fixed at {options.fixed[name]:g} in this fit: it was not estimated."
@@ -359,13 +358,9 @@ def _resistance(idata, model, options, dataset) -> dict:
                           "low": float(np.quantile(source[g], lo_q)),
                           "high": float(np.quantile(source[g], hi_q))}
                          for g in dataset.groups]
-    if "K_C" in model.parameter_names and "K_C" not in options.fixed:
-        context["identifiability"] = (
-            "Caution: cortisol suppression depends on r and K_C only through K_C / (1 - r), so with K_C "
-            "free the absolute level of r rests partly on the priors; differences between groups (same "
-            "K_C) are better determined than the levels. An ex-vivo cortisol dose-response per subject "
-            "would pin K_C."
-        )
+    notes = [ridge.note for ridge in model.ridges
+             if name in ridge.parameters and not set(ridge.parameters) & set(options.fixed)]
+    context["identifiability"] = " ".join(f"Caution: {note}" for note in notes)
     return context
 
 
@@ -434,7 +429,7 @@ def build_report(
         ("predictive", "Posterior predictive checks", lambda: macros.predictive(
             _predictive(predictive, dataset, model))),
         ("sampling", "Sampling: rank plots and correlations", lambda: macros.sampling(
-            _sampling(idata, quantities))),
+            _sampling(idata, quantities, model))),
         ("prior-posterior", "Prior against posterior", lambda: macros.prior_posterior({
             "figure": _figure(figures.plot_prior_posterior(idata.posterior, prior, quantities),
                               "Prior against posterior of each population quantity"),

@@ -1,6 +1,6 @@
 """The reference model: endotoxin challenge, TNF-alpha, IL-6 and cortisol with static GC resistance."""
 
-from ..spec import Observable, OdeModel
+from ..spec import Observable, OdeModel, Resistance
 from . import parameters as P
 
 EQUATIONS = P.CYTOKINE_EQUATIONS + """
@@ -35,4 +35,7 @@ MODEL = OdeModel(
     ),
     rhs=rhs,
     initial=initial,
+    cohort_random_effects=P.COHORT_RANDOM_EFFECTS + ("r",),
+    ridges=(P.SUPPRESSION_RIDGE,),
+    resistance=Resistance(parameter="r"),
 )

@@ -6,7 +6,7 @@ orders of magnitude apart make the system stiff. Sustained cortisol, from a chro
 lowers receptor availability R and with it cortisol's suppression of TNF-alpha and IL-6.
 """
 
-from ..spec import Input, LogNormal, Observable, OdeModel, Parameter, State
+from ..spec import Input, LogNormal, Observable, OdeModel, Parameter, Resistance, State
 from . import parameters as P
 
 EQUATIONS = P.CYTOKINE_EQUATIONS + """
@@ -70,4 +70,6 @@ MODEL = OdeModel(
     ),
     rhs=rhs,
     initial=initial,
+    cohort_random_effects=P.COHORT_RANDOM_EFFECTS,
+    resistance=Resistance(one_minus_state="R"),
 )

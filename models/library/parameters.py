@@ -7,7 +7,7 @@ human 2 ng/kg endotoxin challenge: TNF peak ~300 pg/mL at ~1.5 h, IL-6 peak ~800
 cortisol peak at ~3 h (Janum cohort, Brady et al. 2018; literature note section 8).
 """
 
-from ..spec import Beta, Input, LogNormal, Parameter, State
+from ..spec import Beta, Input, LogNormal, Parameter, Ridge, State
 
 ENDOTOXIN = State("L", "ng/kg", "circulating endotoxin (LPS)")
 MONOCYTES = State("M", "ng/kg", "monocyte activation, in endotoxin-equivalents")
@@ -74,6 +74,19 @@ C_b = Parameter(
 r = Parameter(
     "r", "1", "glucocorticoid resistance: fraction of cortisol suppression lost", Beta(2.0, 5.0),
     upper=1.0, source="no verified fold-change; 100-fold IC50 spread in healthy PBMC",
+)
+
+# Subject-level variation a cohort fit allows by default: production gains, HPA gain and cortisol
+# baseline (the literature note's between-subject spreads are largest there), plus a model's own
+# GC resistance where it is a parameter.
+COHORT_RANDOM_EFFECTS = ("k_T", "k_IT", "k_C", "C_b")
+
+# Literature note, section 7: suppression depends on r and K_C only through K_C / (1 - r).
+SUPPRESSION_RIDGE = Ridge(
+    ("r", "K_C"),
+    "cortisol suppression depends on r and K_C only through K_C / (1 - r), so with K_C free the "
+    "absolute level of r rests partly on the priors; differences between groups (same K_C) are better "
+    "determined than the levels. An ex-vivo cortisol dose-response per subject would pin K_C.",
 )
 
 CYTOKINE_EQUATIONS = """\

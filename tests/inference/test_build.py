@@ -1,5 +1,7 @@
 """The PyMC model builder: parameters, cohort structure, censoring, events."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -229,3 +231,24 @@ def test_default_options(single, cohort):
     cohort_defaults = default_options(MODEL, cohort)
     assert cohort_defaults.group_effects == ("r",)
     assert "r" in cohort_defaults.random_effects
+
+
+def test_cohort_defaults_come_from_the_model_facts(cohort):
+    receptor = models.get_model("gc_receptor")
+    defaults = default_options(receptor, cohort)
+    assert defaults.random_effects == ("k_T", "k_IT", "k_C", "C_b")
+    assert defaults.group_effects == ()  # resistance is 1 - R, a state: no parameter to shift by group
+    assert receptor.resistance.describe() == "1 - R"
+    # A model with other facts gets other defaults, with nothing in inference/ to edit.
+    declared = dataclasses.replace(MODEL, name="declared", cohort_random_effects=("d_T",),
+                                   resistance=models.spec.Resistance(parameter="k_C"))
+    assert default_options(declared, cohort) == ModelOptions(random_effects=("d_T",), group_effects=("k_C",))
+
+
+@pytest.mark.parametrize(("facts", "match"), [
+    ({"cohort_random_effects": ("k_X",)}, r"unknown parameters or states \['k_X'\]"),
+    ({"resistance": models.spec.Resistance(one_minus_state="Q")}, r"unknown parameters or states \['Q'\]"),
+])
+def test_model_facts_must_name_the_model_parts(facts, match):
+    with pytest.raises(ModelError, match=match):
+        dataclasses.replace(MODEL, **facts)
