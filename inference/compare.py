@@ -53,6 +53,7 @@ from .evidence import (
     smc_evidence,
 )
 from .evidence import savage_dickey as savage_dickey_ratio
+from .files import check_free
 from .fit import fit, load_result, sampler_settings, save_result
 from .hypotheses import Hypothesis, check_hypotheses
 from .record import read_record, write_record
@@ -235,13 +236,6 @@ def _num(x) -> float | None:
     except (TypeError, ValueError):
         return None
     return x if np.isfinite(x) else None
-
-
-def check_free(paths: Sequence[Path], force: bool) -> None:
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not force:
-        raise FileExistsError(f"{', '.join(existing)} exist{'s' if len(existing) == 1 else ''}; "
-                              "pass force=True (CLI: --force) to replace")
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -29,3 +29,11 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], None], *, 
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def check_free(paths: Sequence[Path], force: bool) -> None:
+    """Raise FileExistsError naming every path of ``paths`` that exists, unless ``force``."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        raise FileExistsError(f"{', '.join(existing)} exist{'s' if len(existing) == 1 else ''}; "
+                              "pass force=True (CLI: --force) to replace")

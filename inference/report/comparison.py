@@ -18,8 +18,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from ..compare import Comparison, check_free
-from ..files import write_atomically
+from ..compare import Comparison
+from ..files import check_free, write_atomically
 from .document import _ENV
 from .figures import styled, to_png
 
