@@ -50,6 +50,7 @@ from .evidence import (
     LogDensity,
     bridge_sampling,
     rebuild_model,
+    savage_dickey_undefined,
     smc_evidence,
 )
 from .evidence import savage_dickey as savage_dickey_ratio
@@ -187,7 +188,6 @@ class Comparison:
                 "log_marginal_likelihood": _num(row["log_ml"]), "log_ml_se": _num(row["log_ml_se"]),
                 "evidence_method": self.settings["evidence"],
                 "log_bf_vs_best": _num(row["log_bf_vs_best"]), "log_bf_se": _num(row["log_bf_se"]),
-                "diagnostics_ok": bool(row["diagnostics_ok"]),
                 "diagnostics": {"status": row["diagnostics_status"],
                                 "problems": list(row["diagnostics_problems"]),
                                 "cautions": list(row["diagnostics_cautions"]),
@@ -402,7 +402,8 @@ def compare(
     declarations = {n: _declaration(n, idata) for n, idata in named.items()}
     diagnostics = {n: check_diagnostics(idata, thresholds) for n, idata in named.items()}
     loo, lso, refits = _predictive(named, data, refit_bad_k, effect_draws, seed, progress)
-    ranking = rank_hypotheses({n: loo[n].elpd_loo for n in named}, {n: diagnostics[n]["ok"] for n in named})
+    ranking = rank_hypotheses({n: loo[n].elpd_loo for n in named},
+                              {n: diagnostics[n]["status"] for n in named})
     with psis.quiet_psis():
         az_table = az.compare({n: loo[n] for n in ranking}, ic="loo", method="stacking", scale="log")
         lso_weights = (az.compare({n: lso[n] for n in ranking}, ic="loo", method="stacking",
@@ -484,8 +485,14 @@ def _savage_dickey(named, declarations, densities, ev) -> list[dict]:
             continue
         record = read_record(named[alt])
         prior = record.options.priors.get(parameter, record.ode_model.parameter(parameter).prior)
-        ratio = savage_dickey_ratio(densities[alt], named[alt].posterior, parameter, value, prior)
-        row = {"null": null, "alternative": alt} | ratio.to_dict()
+        row = {"null": null, "alternative": alt}
+        reason = savage_dickey_undefined(parameter, value, prior)
+        if reason is None:
+            ratio = savage_dickey_ratio(densities[alt], named[alt].posterior, parameter, value, prior)
+            row |= ratio.to_dict() | {"not_computed": None}
+        else:
+            row |= {"parameter": parameter, "value": float(value), "log_bf01": None, "se": None,
+                    "pareto_k": None, "n_draws": 0, "not_computed": reason}
         row |= {"bridge_log_bf01": None, "bridge_se": None}
         if ev[null] is not None and ev[alt] is not None:
             row |= {"bridge_log_bf01": _num(ev[null].log_ml - ev[alt].log_ml),
@@ -519,7 +526,7 @@ def _table(ranking, loo, lso, weights, lso_weights, ev, diagnostics) -> pd.DataF
         e = ev[name]
         row |= {"log_ml": e.log_ml if e else np.nan, "log_ml_se": e.se if e else np.nan}
         diag = diagnostics[name]
-        row |= {"diagnostics_ok": diag["ok"], "diagnostics_status": diag["status"],
+        row |= {"diagnostics_status": diag["status"], "diagnostics_flagged": diag["flagged"],
                 "diagnostics_problems": diag["problems"], "diagnostics_cautions": diag["cautions"],
                 "max_rhat": diag["max_rhat"], "min_ess_bulk": diag["min_ess_bulk"],
                 "divergences": diag["divergences"], "solver_failures": diag["solver_failures"]}

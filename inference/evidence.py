@@ -42,7 +42,7 @@ from models import ModelError, Prior
 from .priors import LINKS, prior_kind, unconstrained
 
 __all__ = ["EVIDENCE_METHODS", "Evidence", "LogDensity", "SavageDickey", "bridge_sampling",
-           "log_marginal_likelihood", "savage_dickey", "smc_evidence"]
+           "log_marginal_likelihood", "savage_dickey", "savage_dickey_undefined", "smc_evidence"]
 
 EVIDENCE_METHODS = ("bridge", "smc")
 
@@ -389,14 +389,36 @@ def _conditional_normal(u: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, 
     return mean, float(np.sqrt(np.sum((u - mean) ** 2) / (n - design.shape[1])))
 
 
+def savage_dickey_undefined(parameter: str, value: float, prior: Prior) -> str | None:
+    """Say in one line why the Savage-Dickey ratio is not computed at ``value``; None when it is.
+
+    The ratio p(value | y) / p(value) needs a positive prior density at an interior point of the
+    prior's support. At a bound such as r = 0 under Beta(2, 5) both densities vanish (0/0), and
+    draws near the edge of the support are too few to estimate the limit: the estimate is then
+    dominated by a handful of importance weights (Pareto k far above 0.7) and can be wrong by
+    tens of log units. Bridge sampling of both models has no such limit.
+    """
+    distribution = _scipy_prior(prior)
+    lower, upper = distribution.support()
+    if not lower < value < upper:
+        where = "on the boundary of" if value in (lower, upper) else "outside"
+        return (f"{parameter} = {value:g} lies {where} the support of its prior {prior.describe()}, so "
+                f"the density ratio p({parameter} | y) / p({parameter}) is 0/0 there and cannot be estimated "
+                "from draws; the bridge-sampling Bayes factor stands alone")
+    if not distribution.pdf(value) > 0:
+        return (f"the prior {prior.describe()} of {parameter} has zero density at {value:g}, so the ratio "
+                "is 0/0 there; the bridge-sampling Bayes factor stands alone")
+    return None
+
+
 def savage_dickey(density: LogDensity, posterior: xr.Dataset, parameter: str, value: float,
                   prior: Prior) -> SavageDickey:
     """Savage-Dickey density ratio for ``parameter = value``, from the fit with the parameter free.
 
     The ratio p(value | y) / p(value) of the marginal posterior and prior densities is the Bayes
     factor of the null (parameter held at ``value``, other priors unchanged) against the free
-    model. A kernel density estimate is biased at a bound such as r = 0, where the default
-    Beta(2, 5) prior density is itself zero, so the posterior density is estimated by
+    model. It is defined only where the prior density is positive inside its support
+    (:func:`savage_dickey_undefined` says why otherwise). The posterior density is estimated by
     importance-weighted marginal density estimation (Chen 1994; Verdinelli & Wasserman 1995), on
     the parameter's unconstrained coordinate u, with phi the other coordinates::
 
@@ -404,8 +426,7 @@ def savage_dickey(density: LogDensity, posterior: xr.Dataset, parameter: str, va
 
     exact for any conditional density ``w`` normalised in u; here the normal conditional of the
     draws, narrowed by ``_NARROWING`` so that the weights stay bounded where the posterior's tails
-    are lighter than normal (near r = 1, say). The ratio of the two densities at the bound is a
-    finite limit. The weights' Pareto k says whether the estimate can be trusted.
+    are lighter than normal. The weights' Pareto k says whether the estimate can be trusted.
 
     Parameters
     ----------
@@ -421,7 +442,16 @@ def savage_dickey(density: LogDensity, posterior: xr.Dataset, parameter: str, va
     Returns
     -------
     SavageDickey
+
+    Raises
+    ------
+    ModelError
+        The null value is on the boundary of (or outside) the prior's support or has zero prior
+        density there; or the parameter is not a scalar shared by all subjects.
     """
+    reason = savage_dickey_undefined(parameter, value, prior)
+    if reason is not None:
+        raise ModelError(f"Savage-Dickey ratio not computed: {reason}")
     draws = density.unconstrained(posterior)
     x = np.asarray(posterior[parameter].values, dtype=float)
     if x.shape != draws.shape[:2]:

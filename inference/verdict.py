@@ -14,7 +14,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from .diagnostics import FAIL, WARN, Thresholds, diagnose
+from .diagnostics import FAIL, PASS, WARN, Thresholds, diagnose
 from .loo import PARETO_K_THRESHOLD
 from .record import read_record
 
@@ -27,24 +27,29 @@ SEPARATION_SE = 2.0
 def check_diagnostics(idata: az.InferenceData, thresholds: Thresholds | None = None) -> dict[str, Any]:
     """Summarise the shared diagnostics verdict (:func:`inference.diagnostics.diagnose`) of a fit.
 
-    A fit counts as sound unless a check fails; checks that only warn (other than Pareto k,
-    which the comparison reports itself) are kept as cautions.
+    Pareto k is left out: the comparison reports it per hypothesis itself. The status is the one
+    truth about a fit: ``"pass"`` (every check clean), ``"warn"`` (usable with care; the verdict
+    says so first) or ``"fail"`` (ranked after the sound hypotheses).
 
     Returns
     -------
     dict
-        ``ok`` (bool), ``status``, ``problems`` (failed checks in words), ``cautions`` (warned
-        checks in words), ``max_rhat``, ``min_ess_bulk``, ``divergences`` and ``solver_failures``.
+        ``status``, ``problems`` (failed checks in words), ``cautions`` (warned checks in words),
+        ``flagged`` (check name to its headline number, for the checks that did not pass),
+        ``max_rhat``, ``min_ess_bulk``, ``divergences`` and ``solver_failures``.
     """
     verdict = diagnose(idata, thresholds=thresholds)
-    problems = [f"{c.title}: {c.message}" for c in verdict if c.status == FAIL]
-    cautions = [f"{c.title}: {c.message}" for c in verdict if c.status == WARN and c.name != "pareto_k"]
+    checks = [c for c in verdict if c.name != "pareto_k"]
+    problems = [f"{c.title}: {c.message}" for c in checks if c.status == FAIL]
+    cautions = [f"{c.title}: {c.message}" for c in checks if c.status == WARN]
 
     def value(name):
         v = verdict[name].value
         return float(v) if v is not None else float("nan")
 
-    return {"ok": not problems, "status": verdict.status, "problems": problems, "cautions": cautions,
+    return {"status": FAIL if problems else WARN if cautions else PASS,
+            "problems": problems, "cautions": cautions,
+            "flagged": {c.name: c.message.split(";")[0] for c in checks if c.status != PASS},
             "max_rhat": value("rhat"), "min_ess_bulk": value("ess_bulk"),
             "divergences": int(np.nan_to_num(value("divergences"))),
             "solver_failures": read_record(idata).solver_failures or 0}
@@ -54,16 +59,43 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def rank_hypotheses(elpd: Mapping[str, float], sound: Mapping[str, bool]) -> list[str]:
+def rank_hypotheses(elpd: Mapping[str, float], status: Mapping[str, str]) -> list[str]:
     """Best first by elpd; hypotheses whose diagnostics failed come after every sound one."""
-    return sorted(elpd, key=lambda n: (not sound[n], -elpd[n]))
+    return sorted(elpd, key=lambda n: (status[n] == FAIL, -elpd[n]))
+
+
+# What to try first when a check does not pass: one clause each, for the verdict's opening caution.
+_REMEDIES = {
+    "rhat": "more tuning and draws (e.g. --tune 2000 --draws 2000)",
+    "ess_bulk": "more tuning and draws (e.g. --tune 2000 --draws 2000)",
+    "ess_tail": "more tuning and draws (e.g. --tune 2000 --draws 2000)",
+    "divergences": "a higher --target-accept (e.g. 0.99)",
+    "ebfmi": "fewer or non-centred random effects",
+    "treedepth": "more tuning, or fewer random effects",
+    "solver_failures": "narrower priors where the ODE cannot be solved, or a larger solver max_steps",
+}
+
+
+def _diagnostics_caution(table: pd.DataFrame) -> str | None:
+    """Open the verdict with the fits whose diagnostics are not a clean pass, and what to do."""
+    flagged = [n for n in table.index if table.at[n, "diagnostics_status"] != PASS]
+    if not flagged:
+        return None
+    fits = [f"{n} ({table.at[n, 'diagnostics_status']}: "
+            f"{'; '.join(table.at[n, 'diagnostics_flagged'].values())})" for n in flagged]
+    remedies = list(dict.fromkeys(_REMEDIES[c] for n in flagged for c in table.at[n, "diagnostics_flagged"]
+                                  if c in _REMEDIES))
+    todo = f"rerun {'it' if len(flagged) == 1 else 'them'} with {' and '.join(remedies) or 'more draws'}"
+    return (f"Caution: the sampling diagnostics of {' and '.join(fits)} are not a clean pass, so the "
+            f"numbers below are provisional: {todo} before acting on this comparison.")
 
 
 def write_verdict(table: pd.DataFrame, savage_dickey: Sequence[dict] = (),
                   refits: Mapping[str, Mapping[str, list]] | None = None) -> tuple[str, list[str]]:
     """Write the verdict and the warnings from a comparison table (rows in ranking order).
 
-    Uses the columns ``elpd_loo, elpd_diff, dse, weight, diagnostics_ok, diagnostics_problems,
+    Uses the columns ``elpd_loo, elpd_diff, dse, weight, diagnostics_status, diagnostics_flagged,
+    diagnostics_problems, diagnostics_cautions,
     n_high_k, n_observations, elpd_lso, elpd_lso_diff, elpd_lso_dse, n_high_k_lso, log_ml,
     log_ml_se, solver_failures``; ``refits`` as in :attr:`Comparison.refits`.
     """
@@ -78,9 +110,12 @@ def write_verdict(table: pd.DataFrame, savage_dickey: Sequence[dict] = (),
                                  f"estimate (Pareto k {r['integrand_pareto_k']:.2f} over its draws); "
                                  "more draws would firm it up.")
     names = list(table.index)
-    sound = [n for n in names if table.at[n, "diagnostics_ok"]]
+    caution = _diagnostics_caution(table)
+    if caution:
+        sentences.append(caution)
+    sound = [n for n in names if table.at[n, "diagnostics_status"] != FAIL]
     for n in names:
-        if not table.at[n, "diagnostics_ok"]:
+        if table.at[n, "diagnostics_status"] == FAIL:
             problems = "; ".join(table.at[n, "diagnostics_problems"])
             warns.append(f"{n}: sampling diagnostics failed ({problems}); "
                          "its row is marked and ranked after the sound hypotheses; rerun it with more "
@@ -151,7 +186,11 @@ def write_verdict(table: pd.DataFrame, savage_dickey: Sequence[dict] = (),
                          f"(± {_fmt(table.at[n, 'log_ml_se'], 2)}).")
     for sd in savage_dickey:
         line = (f"Savage-Dickey cross-check, {sd['null']} ({sd['parameter']} = {sd['value']:g}) against "
-                f"{sd['alternative']}: log BF01 {_fmt(sd['log_bf01'], 2)} ± {_fmt(sd['se'], 2)}")
+                f"{sd['alternative']}: ")
+        if sd["not_computed"]:
+            sentences.append(line + f"not computed: {sd['not_computed']}.")
+            continue
+        line += f"log BF01 {_fmt(sd['log_bf01'], 2)} ± {_fmt(sd['se'], 2)}"
         if sd.get("bridge_log_bf01") is not None:
             line += f" (bridge sampling: {_fmt(sd['bridge_log_bf01'], 2)} ± {_fmt(sd['bridge_se'], 2)})"
             gap = abs(sd["log_bf01"] - sd["bridge_log_bf01"])

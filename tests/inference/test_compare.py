@@ -93,17 +93,20 @@ def test_the_cli_fits_each_hypothesis_and_writes_the_comparison(fitted):
             for key in ("elpd_loo", "se", "elpd_diff", "dse", "weight", "p_loo", "max_pareto_k", "elpd_lso",
                         "log_marginal_likelihood", "log_ml_se"):
                 assert isinstance(row[key], float), key
-            assert isinstance(row["diagnostics_ok"], bool)
+            assert row["diagnostics"]["status"] in ("pass", "warn", "fail") and "diagnostics_ok" not in row
         assert load_result(folder / "H2.nc").attrs["hypothesis"] == "H2"
 
 
 @pytest.mark.parametrize("cohort", COHORTS)
-def test_loo_ranks_the_generating_hypothesis_first(comparisons, cohort):
+def test_loo_ranks_the_generating_hypothesis_first_or_level_with_the_first(comparisons, cohort):
     c = comparisons[cohort]
     table = c.table
-    assert table["diagnostics_ok"].all()
-    assert c.ranking[0] == COHORTS[cohort]
-    assert table["elpd_loo"].idxmax() == COHORTS[cohort]
+    truth = COHORTS[cohort]
+    assert (table["diagnostics_status"] != "fail").all()
+    assert c.ranking[0] == table["elpd_loo"].idxmax()
+    # Nested hypotheses fit data without resistance equally well (H1 and H2 contain r = 0), so there
+    # the truth may trail by noise, never by 2 SE; with resistance it must lead.
+    assert c.ranking[0] == truth or table.at[truth, "elpd_diff"] < 2 * table.at[truth, "dse"]
     assert table.loc[c.ranking, "rank"].tolist() == [1, 2, 3]
     assert table.at[c.ranking[0], "elpd_diff"] == 0 and (table["elpd_diff"] >= 0).all()
     assert math.isclose(table["weight"].sum(), 1.0, abs_tol=1e-6)
@@ -112,14 +115,15 @@ def test_loo_ranks_the_generating_hypothesis_first(comparisons, cohort):
 def test_without_resistance_the_data_do_not_separate_r_free_from_r_zero(comparisons):
     c = comparisons["no_resistance"]
     table = c.table
-    # H1 and H2 contain H0 (r near 0 fits): they lose a little elpd, well within 2 SE.
-    for name in ("H1", "H2"):
-        assert 0 < table.at[name, "elpd_diff"] < 2 * table.at[name, "dse"]
-    assert "the data do not separate H0 from" in c.verdict
+    # H1 and H2 contain H0 (r near 0 fits): none of the three is ahead by 2 SE.
+    for name in c.ranking[1:]:
+        assert 0 <= table.at[name, "elpd_diff"] < 2 * table.at[name, "dse"]
+    assert f"the data do not separate {c.ranking[0]} from" in c.verdict
     assert "no winner can be named" in c.verdict
     # The evidence does not favour the wider hypotheses (Occam's razor) beyond its error.
     for name in ("H1", "H2"):
-        assert table.at[name, "log_bf_vs_best"] < 2 * table.at[name, "log_bf_se"]
+        log_bf = table.at[name, "log_ml"] - table.at["H0", "log_ml"]
+        assert log_bf < 2 * math.hypot(table.at[name, "log_ml_se"], table.at["H0", "log_ml_se"])
 
 
 def test_with_resistance_under_stress_the_group_hypothesis_wins_clearly(comparisons):
@@ -130,25 +134,41 @@ def test_with_resistance_under_stress_the_group_hypothesis_wins_clearly(comparis
         assert table.at[name, "log_bf_vs_best"] < -2 * table.at[name, "log_bf_se"]  # Bayes factor agrees
         assert table.at[name, "elpd_lso"] < table.at["H2", "elpd_lso"]
     assert table.at["H2", "weight"] > 0.9
-    assert c.verdict.startswith("By PSIS-LOO, H2 predicts best")
+    assert "By PSIS-LOO, H2 predicts best" in c.verdict
     # The group effect is positive: resistance is higher under chronic stress.
     effect = c.results["H2"].posterior["r_group"].sel(group_effect="chronic_stress")
     assert float((effect > 0).mean()) > 0.95
 
 
 @pytest.mark.parametrize("cohort", COHORTS)
-def test_savage_dickey_is_reported_for_r_equal_zero(comparisons, cohort):
+def test_savage_dickey_is_refused_at_r_equal_zero_on_the_beta_boundary(comparisons, cohort):
     c = comparisons[cohort]
     (row,) = c.savage_dickey
     assert (row["null"], row["alternative"], row["parameter"], row["value"]) == ("H0", "H1", "r", 0.0)
+    assert row["log_bf01"] is None and row["se"] is None and row["pareto_k"] is None
+    reason = "r = 0 lies on the boundary of the support of its prior Beta(alpha=2, beta=5)"
+    assert row["not_computed"].startswith(reason)
+    assert f"Savage-Dickey cross-check, H0 (r = 0) against H1: not computed: {reason}" in c.verdict
+    assert not any("Savage-Dickey" in w for w in c.warnings)
+    # The bridge-sampling Bayes factor still stands beside it.
     evidence = c.evidence
     assert math.isclose(row["bridge_log_bf01"], evidence["H0"].log_ml - evidence["H1"].log_ml)
-    assert row["se"] > 0 and row["pareto_k"] is not None
-    if row["pareto_k"] < 0.7:  # a reliable cross-check agrees with bridge sampling
-        tolerance = 3 * math.hypot(row["se"], row["bridge_se"]) + 0.1
-        assert abs(row["log_bf01"] - row["bridge_log_bf01"]) < tolerance
-    else:
-        assert any("Savage-Dickey weights" in w for w in c.warnings)
+
+
+@pytest.mark.parametrize("cohort", COHORTS)
+def test_short_runs_open_the_verdict_with_their_diagnostics(comparisons, cohort):
+    """2 x 200 draws cannot reach a bulk ESS of 400: every fit warns, and the verdict says so first."""
+    c = comparisons[cohort]
+    statuses = c.table["diagnostics_status"]
+    assert (statuses == "warn").all()
+    flagged = " and ".join(f"{n} (warn: " for n in c.ranking)
+    assert c.verdict.startswith("Caution: the sampling diagnostics of ")
+    first = c.verdict.split(" before acting on this comparison.")[0]
+    assert all(f"{n} (warn: " in first for n in c.ranking), flagged
+    assert "bulk ESS" in first
+    assert "rerun them with more tuning and draws (e.g. --tune 2000 --draws 2000)" in first
+    rows = c.to_dict()["hypotheses"]
+    assert all(rows[n]["diagnostics"]["status"] == "warn" and "diagnostics_ok" not in rows[n] for n in rows)
 
 
 def test_pointwise_differences_add_up_to_the_elpd_difference(comparisons):
@@ -252,7 +272,8 @@ def test_heldout_log_likelihood_reproduces_pymc(cohort_prior, likelihood):
 
 # ---- the verdict -------------------------------------------------------------------------------
 def _table(rows):
-    defaults = dict(weight=0.0, diagnostics_ok=True, diagnostics_problems=[], diagnostics_cautions=[],
+    defaults = dict(weight=0.0, diagnostics_status="pass", diagnostics_flagged={}, diagnostics_problems=[],
+                    diagnostics_cautions=[],
                     n_high_k=0, n_observations=100, elpd_lso=np.nan, n_high_k_lso=0, log_ml=np.nan,
                     log_ml_se=np.nan, solver_failures=0)
     return pd.DataFrame([defaults | row for row in rows]).set_index("name")
@@ -276,11 +297,15 @@ def test_verdict_marks_failed_fits_and_warns_in_plain_language():
     table = _table([
         dict(name="H1", elpd_loo=-10, elpd_diff=0, dse=0, log_ml=-50.0, log_ml_se=0.8, n_high_k=3),
         dict(name="H0", elpd_loo=-20, elpd_diff=10, dse=2, log_ml=-50.5, log_ml_se=0.9, n_high_k_lso=2),
-        dict(name="H2", elpd_loo=-5, elpd_diff=-5, dse=1, diagnostics_ok=False,
+        dict(name="H2", elpd_loo=-5, elpd_diff=-5, dse=1, diagnostics_status="fail",
+             diagnostics_flagged={"rhat": "max R-hat 1.3 at r_mu"},
              diagnostics_problems=["R-hat: max R-hat 1.3 at r_mu"], solver_failures=4),
     ])
     text, warnings = write_verdict(table)
-    assert text.startswith("By PSIS-LOO, H1 predicts best")
+    assert text.startswith("Caution: the sampling diagnostics of H2 (fail: max R-hat 1.3 at r_mu) are not a "
+                           "clean pass, so the numbers below are provisional: rerun it with more tuning and "
+                           "draws (e.g. --tune 2000 --draws 2000) before acting on this comparison. "
+                           "By PSIS-LOO, H1 predicts best")
     assert "evidence error is too large to rank H1 and H0" in text
     joined = "\n".join(warnings)
     assert "H2: sampling diagnostics failed (R-hat: max R-hat 1.3 at r_mu); its row is marked and ranked " \
@@ -289,6 +314,24 @@ def test_verdict_marks_failed_fits_and_warns_in_plain_language():
     assert "H0: 2 subjects have Pareto k above the threshold in leave-subject-out" in joined
     assert "H2: 4 ODE solves failed" in joined
     assert "H1: the log marginal likelihood has a large error" in joined
+
+
+def test_a_warning_fit_opens_the_verdict_with_which_check_and_what_to_do():
+    table = _table([
+        dict(name="H2", elpd_loo=-10, elpd_diff=0, dse=0, weight=0.9, diagnostics_status="warn",
+             diagnostics_flagged={"rhat": "max R-hat 1.03 at K_C", "ess_bulk": "min bulk ESS 128 at k_L"}),
+        dict(name="H1", elpd_loo=-20, elpd_diff=10, dse=4, weight=0.1, diagnostics_status="warn",
+             diagnostics_flagged={"divergences": "12 of 4000 draws divergent (0.30%)"}),
+        dict(name="H0", elpd_loo=-30, elpd_diff=20, dse=4),
+    ])
+    text, _ = write_verdict(table)
+    first, rest = text.split(" before acting on this comparison. ", 1)
+    assert first == ("Caution: the sampling diagnostics of H2 (warn: max R-hat 1.03 at K_C; min bulk ESS "
+                     "128 at k_L) and H1 (warn: 12 of 4000 draws divergent (0.30%)) are not a clean pass, so "
+                     "the numbers below are provisional: rerun them with more tuning and draws (e.g. --tune "
+                     "2000 --draws 2000) and a higher --target-accept (e.g. 0.99)")
+    # A fit that only warns still ranks.
+    assert rest.startswith("By PSIS-LOO, H2 predicts best, ahead of H1 by 10.0 ± 4.0 elpd")
 
 
 def test_verdict_says_when_leave_subject_out_does_not_separate_the_leaders():
@@ -304,16 +347,17 @@ def test_verdict_says_when_leave_subject_out_does_not_separate_the_leaders():
 
 def test_ranking_puts_failed_fits_after_sound_ones():
     elpd = {"H0": -20.0, "H1": -10.0, "H2": -5.0}
-    assert rank_hypotheses(elpd, {"H0": True, "H1": True, "H2": False}) == ["H1", "H0", "H2"]
-    assert rank_hypotheses(elpd, dict.fromkeys(elpd, True)) == ["H2", "H1", "H0"]
+    assert rank_hypotheses(elpd, {"H0": "pass", "H1": "warn", "H2": "fail"}) == ["H1", "H0", "H2"]
+    assert rank_hypotheses(elpd, dict.fromkeys(elpd, "warn")) == ["H2", "H1", "H0"]
 
 
 def test_check_diagnostics_uses_the_shared_verdict(fitted):
     idata = load_result(fitted["stress_resistance"] / "H1.nc")
     lenient = check_diagnostics(idata, LENIENT)
-    assert lenient["ok"] and lenient["problems"] == []
+    assert lenient["status"] in ("pass", "warn") and lenient["problems"] == []
     strict = check_diagnostics(idata, Thresholds(rhat=1.0001, rhat_fail=1.0002))
-    assert not strict["ok"] and strict["problems"][0].startswith("Max R-hat")
+    assert strict["status"] == "fail" and strict["problems"][0].startswith("Max R-hat")
+    assert strict["flagged"]["rhat"].startswith("max R-hat")
 
 
 # ---- outputs --------------------------------------------------------------------------------------

@@ -13,7 +13,13 @@ from scipy.special import gammaln
 
 from inference.build import ModelOptions, build_model
 from inference.data import load_dataset
-from inference.evidence import LogDensity, bridge_sampling, savage_dickey, smc_evidence
+from inference.evidence import (
+    LogDensity,
+    bridge_sampling,
+    savage_dickey,
+    savage_dickey_undefined,
+    smc_evidence,
+)
 from models import Beta, LogNormal, ModelError, Normal, Observable, OdeModel, Parameter, SolverSettings, State
 
 
@@ -193,8 +199,8 @@ def test_savage_dickey_matches_the_exact_bayes_factor_at_an_interior_point(seed)
     assert abs(result.log_bf01 - exact) < 3 * result.se
 
 
-def test_savage_dickey_handles_r_equal_zero_where_the_beta_prior_density_vanishes():
-    """y ~ N(r, 0.5), r ~ Beta(2, 5); BF01 = p(y | r = 0) / p(y) with p(y) by quadrature."""
+def test_savage_dickey_agrees_with_quadrature_inside_a_beta_prior():
+    """y ~ N(r, 0.5), r ~ Beta(2, 5); null r = 0.1: BF01 = p(y | r = 0.1) / p(y), p(y) by quadrature."""
     rng = np.random.default_rng(5)
     y = 0.1 + 0.5 * rng.standard_normal(10)
     with pm.Model() as model:
@@ -206,18 +212,39 @@ def test_savage_dickey_handles_r_equal_zero_where_the_beta_prior_density_vanishe
 
     evidence, _ = scipy.integrate.quad(lambda v: math.exp(likelihood(v)) * scipy.stats.beta(2, 5).pdf(v),
                                        0, 1, epsabs=0, epsrel=1e-12)
-    exact = likelihood(0.0) - math.log(evidence)
+    exact = likelihood(0.1) - math.log(evidence)
     with model:
         idata = pm.sample(draws=1000, tune=500, chains=2, cores=1, random_seed=3, progressbar=False,
                           compute_convergence_checks=False)
     density = LogDensity(model)
-    result = savage_dickey(density, idata.posterior, "r", 0.0, Beta(2.0, 5.0))
+    result = savage_dickey(density, idata.posterior, "r", 0.1, Beta(2.0, 5.0))
     assert result.pareto_k < 0.7
     assert 0 < result.se < 0.05
     assert abs(result.log_bf01 - exact) < 3 * result.se
-    # Bridge sampling of the free model agrees: log p(y | r = 0) - log p(y).
+    # Bridge sampling of the free model agrees: log p(y | r = 0.1) - log p(y).
     bridge = bridge_sampling(density, density.unconstrained(idata.posterior), seed=2)
-    assert abs((likelihood(0.0) - bridge.log_ml) - exact) < 3 * bridge.se
+    assert abs((likelihood(0.1) - bridge.log_ml) - exact) < 3 * bridge.se
+    # At r = 0 the Beta(2, 5) density vanishes on the boundary: the ratio is refused, with the reason.
+    with pytest.raises(ModelError, match=r"Savage-Dickey ratio not computed: r = 0 lies on the boundary of "
+                                         r"the support of its prior Beta\(alpha=2, beta=5\), so the density "
+                                         r"ratio p\(r \| y\) / p\(r\) is 0/0"):
+        savage_dickey(density, idata.posterior, "r", 0.0, Beta(2.0, 5.0))
+
+
+@pytest.mark.parametrize(("value", "prior", "reason"), [
+    (0.0, Beta(2.0, 5.0), "lies on the boundary of the support of its prior Beta"),
+    (1.0, Beta(1.0, 1.0), "lies on the boundary"),  # positive density, but at the edge
+    (0.0, LogNormal(1.0, 0.5), "lies on the boundary of the support of its prior LogNormal"),
+    (-1.0, LogNormal(1.0, 0.5), "lies outside the support"),
+    (0.5, Beta(2.0, 5.0), None),
+    (-3.0, Normal(0.0, 1.0), None),
+])
+def test_savage_dickey_is_defined_only_inside_the_prior_support(value, prior, reason):
+    said = savage_dickey_undefined("x", value, prior)
+    if reason is None:
+        assert said is None
+    else:
+        assert reason in said and "bridge-sampling Bayes factor stands alone" in said
 
 
 def test_savage_dickey_needs_a_scalar_parameter(regression):
