@@ -8,7 +8,8 @@ Data arrive as one tidy long table, one row per sample (a CSV file or a pandas D
     S01,1.5,IL6,0.62,ng/mL,0.002,control,2.0
 
 Required columns are ``subject, time, analyte, value, unit``; optional ones are ``lloq``,
-``uloq``, ``censored`` and ``group``; every further column is a per-subject number (an input such
+``uloq``, ``censored``, ``group`` and ``flag`` (a per-sample mark such as ``outlier``, kept unless
+``exclude_flagged=True``); every further column is a per-subject number (an input such
 as ``dose`` or a covariate such as ``stress_score``) and must be the same on every row of a
 subject. Time is in hours since the challenge. A subject table and an events table may be given
 besides. ``data/README.md`` describes the format in full.
@@ -32,7 +33,7 @@ import pandera.pandas as pa
 
 from .files import write_atomically
 
-__all__ = ["CANONICAL_UNITS", "DataError", "Dataset", "load_dataset", "save_dataset"]
+__all__ = ["CANONICAL_UNITS", "OBSERVATION_COLUMNS", "DataError", "Dataset", "load_dataset", "save_dataset"]
 
 
 class DataError(ValueError):
@@ -65,11 +66,13 @@ _CORTISOL_UNITS = {
 }
 
 REQUIRED_COLUMNS = ("subject", "time", "analyte", "value", "unit")
-OPTIONAL_COLUMNS = ("lloq", "uloq", "censored", "group")
+OPTIONAL_COLUMNS = ("lloq", "uloq", "censored", "group", "flag")
 EVENT_COLUMNS = ("subject", "time", "kind", "target", "value")
 EVENT_KINDS = ("bolus", "set")
 CENSORED_VALUES = ("left", "right", "none")
 NO_GROUP = "all"
+#: Columns of ``Dataset.observations``.
+OBSERVATION_COLUMNS = ("subject", "time", "analyte", "value", "unit", "censored", "lloq", "uloq", "flag")
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,7 +89,8 @@ class Dataset:
         analyte (TNF, IL6, cortisol, then other analytes alphabetically). Columns: ``subject``
         (str), ``time`` (float, h), ``analyte`` (str), ``value`` (float, canonical unit; for a
         censored sample its limit), ``unit`` (str, the canonical unit), ``censored`` (str:
-        ``"none"``, ``"left"`` or ``"right"``), ``lloq`` and ``uloq`` (float, NaN if none).
+        ``"none"``, ``"left"`` or ``"right"``), ``lloq`` and ``uloq`` (float, NaN if none),
+        ``flag`` (str, ``""`` unless the sample is flagged, e.g. ``"outlier"``).
     subjects : pandas.DataFrame
         Indexed by ``subject`` (same order); column ``group`` (str, ``"all"`` when the data have
         no group) and one float column per input or covariate.
@@ -128,14 +132,21 @@ class Dataset:
         """Number of censored samples (left or right)."""
         return int((self.observations["censored"] != "none").sum())
 
+    @property
+    def n_flagged(self) -> int:
+        """Number of flagged samples (a non-empty ``flag``), e.g. outliers kept in the data."""
+        obs = self.observations
+        return int((obs["flag"].fillna("") != "").sum()) if "flag" in obs else 0
+
     def summary(self) -> dict:
-        """Return counts: subjects, samples, censored samples, samples per analyte, subjects per group."""
+        """Return counts: subjects, samples, censored and flagged samples, per analyte and per group."""
         per_analyte = self.observations["analyte"].value_counts()
         per_group = self.subjects["group"].value_counts()
         return {
             "n_subjects": len(self.subjects),
             "n_samples": len(self.observations),
             "n_censored": self.n_censored,
+            "n_flagged": self.n_flagged,
             "analytes": {a: int(per_analyte[a]) for a in self.analytes},
             "groups": {g: int(per_group[g]) for g in self.groups},
         }
@@ -288,6 +299,7 @@ def _observation_schema(analytes: Iterable[str], extra: Iterable[str]) -> pa.Dat
         "uloq": _number_column(nullable=True, required=False),
         "censored": pa.Column(str, _choice(CENSORED_VALUES, "a censoring"), nullable=True, required=False),
         "group": pa.Column(str, required=False),
+        "flag": pa.Column(str, nullable=True, required=False),
     }
     columns.update({name: _number_column(nullable=False, check=_FINITE) for name in extra})
     return pa.DataFrameSchema(columns)
@@ -504,6 +516,7 @@ def _load_observations(data, units: Mapping[str, str], problems: _Problems):
             obs[column] = np.nan
     if "censored" not in obs:
         obs["censored"] = pd.Series(np.nan, index=obs.index, dtype="str")
+    obs["flag"] = obs["flag"].fillna("") if "flag" in obs else ""
     factors = _unit_factor_column(obs, units, source, problems)
     for column in ("value", "lloq", "uloq"):
         obs[column] = obs[column] * factors
@@ -616,6 +629,7 @@ def load_dataset(
     events: str | os.PathLike | pd.DataFrame | None = None,
     *,
     analytes: Mapping[str, str] | None = None,
+    exclude_flagged: bool = False,
 ) -> Dataset:
     """Read, check and normalise a dataset.
 
@@ -635,6 +649,9 @@ def load_dataset(
     analytes
         Extra analytes and their canonical units, e.g. ``{"IL10": "pg/mL"}``, besides
         :data:`CANONICAL_UNITS`.
+    exclude_flagged
+        Leave out the samples with a non-empty ``flag`` cell (e.g. the outliers a study's authors
+        marked). By default flagged samples are kept, and ``Dataset.n_flagged`` counts them.
 
     Returns
     -------
@@ -662,8 +679,10 @@ def load_dataset(
     rank = {a: i for i, a in enumerate(_sorted_analytes(obs["analyte"].unique()))}
     obs = obs.assign(_s=obs["subject"].map(order), _a=obs["analyte"].map(rank))
     obs = obs.sort_values(["_s", "time", "_a"], kind="stable").reset_index(drop=True)
-    observations = obs[["subject", "time", "analyte", "value", "unit", "censored", "lloq", "uloq"]]
-    observations = observations.astype({"censored": "str", "unit": "str"})
+    if exclude_flagged:
+        obs = obs[obs["flag"] == ""].reset_index(drop=True)
+        per_subject = per_subject[per_subject.index.isin(obs["subject"])]
+    observations = obs[list(OBSERVATION_COLUMNS)].astype({"censored": "str", "unit": "str", "flag": "str"})
     numeric = [c for c in per_subject.columns if c != "group"]
     per_subject = per_subject[["group", *numeric]].astype({"group": "str"} | {c: float for c in numeric})
     per_subject.index = per_subject.index.astype("str").rename("subject")
@@ -679,8 +698,9 @@ def save_dataset(
 ) -> None:
     """Write a dataset as one tidy CSV (canonical units, subject columns merged in), atomically.
 
-    Columns: ``subject, group, time, analyte, value, unit, censored, lloq, uloq`` then the
-    per-subject columns. :func:`load_dataset` reads the file back to an identical dataset.
+    Columns: ``subject, group, time, analyte, value, unit, censored, lloq, uloq``, ``flag`` when
+    a sample is flagged, then the per-subject columns. :func:`load_dataset` reads the file back to
+    an identical dataset.
 
     Parameters
     ----------
@@ -713,7 +733,8 @@ def save_dataset(
     subjects = dataset.subjects.reset_index()
     tidy = dataset.observations.merge(subjects, on="subject", how="left", validate="many_to_one")
     columns = ["subject", "group", "time", "analyte", "value", "unit", "censored", "lloq", "uloq"]
-    tidy = tidy[columns + [c for c in subjects.columns if c not in columns]]
+    columns += ["flag"] * (dataset.n_flagged > 0)
+    tidy = tidy[columns + [c for c in subjects.columns if c not in [*columns, "flag"]]]
     _write_csv(tidy, Path(path))
     if events_path is not None:
         _write_csv(dataset.events, Path(events_path))

@@ -64,6 +64,7 @@ def test_example_is_normalised_sorted_and_typed(tmp_path):
         "n_subjects": 2,
         "n_samples": 6,
         "n_censored": 2,
+        "n_flagged": 0,
         "analytes": {"TNF": 3, "IL6": 2, "cortisol": 1},
         "groups": {"stress": 1, "control": 1},
     }
