@@ -275,8 +275,8 @@ def _read(table: str | os.PathLike | pd.DataFrame, name: str = "<DataFrame>") ->
     """Read a table as given: CSV cells stay text (only empty cells are missing).
 
     A file may be comma-, semicolon- or tab-separated (the header line decides), in any of the
-    encodings :func:`_decode` reads. An empty file, a header without rows, a repeated header line
-    and text that is not a table are refused, each with one message.
+    encodings :func:`_decode` reads. An empty file, a repeated header line and text that is not a
+    table are refused, each with one message.
     """
     if isinstance(table, pd.DataFrame):
         frame = table.reset_index(drop=True)
@@ -305,8 +305,6 @@ def _read(table: str | os.PathLike | pd.DataFrame, name: str = "<DataFrame>") ->
     if len(frame.columns) == 1 and frame.columns[0] != "subject":
         raise DataError(f"{source}, line 1: found one column {frame.columns[0]!r}; expected columns "
                         "separated by commas, semicolons or tabs, e.g. subject,time,analyte,value,unit")
-    if frame.empty:
-        raise DataError(f"{source}: no data rows below the header line; expected {expected}")
     names = [c.lower() for c in frame.columns]
     repeated = frame.fillna("").apply(lambda row: [str(c).strip().lower() for c in row] == names, axis=1)
     if repeated.any():
@@ -341,15 +339,15 @@ def _numbers(
         try:
             values[row] = float(text.replace(",", ".") if decimal_comma else text)
         except ValueError:
-            problems.add(source, _line(row), column, _not_a_number(column, text))
+            problems.add(source, _line(row), column, _not_a_number(column, text, decimal_comma))
     return pd.Series(values, index=raw.index, name=column)
 
 
-def _not_a_number(column: str, text: str) -> str:
+def _not_a_number(column: str, text: str, decimal_comma: bool) -> str:
     if column == "time" and _CLOCK_TIME.match(text):
         return (f"expected hours since the challenge (a number, e.g. 1.5), got {text!r}, a clock time: "
                 "give each sample's time since the endotoxin dose in hours")
-    if "," in text:
+    if "," in text and not decimal_comma:
         return f"expected a number with a decimal point (the file is comma-separated), got {text!r}"
     return f"expected a number, got {text!r}"
 
@@ -628,6 +626,9 @@ def _per_subject(frame: pd.DataFrame, columns: list[str], source: str, problems:
 def _load_observations(data, units: Mapping[str, str], problems: _Problems):
     """Read and check the observations (file order, canonical units, censoring applied)."""
     table = _read(data)
+    if table.frame.empty:
+        rows = "no rows" if isinstance(data, pd.DataFrame) else "no data rows below the header line"
+        raise DataError(f"{table.source}: {rows}; expected one row per sample")
     frame, time_factor = _time_in_hours(table.frame)
     table, source = dataclasses.replace(table, frame=frame), table.source
     extra = [c for c in frame.columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]

@@ -539,8 +539,18 @@ def test_rows_in_any_order_are_sorted_stably_and_lines_stay_those_of_the_file(tm
 
 
 def test_header_without_rows(tmp_path):
-    with pytest.raises(DataError, match="obs.csv: no data rows below the header line; expected a header"):
+    with pytest.raises(DataError, match="obs.csv: no data rows below the header line; expected one row per"):
         load_dataset(write(tmp_path, HEADER))
+
+
+def test_empty_dataframe():
+    with pytest.raises(DataError, match="<DataFrame>: no rows; expected one row per sample"):
+        load_dataset(one_row().iloc[:0])
+
+
+def test_header_only_events_file_means_no_events(tmp_path):
+    events = write(tmp_path, "subject,time,kind,target,value", "events.csv")
+    assert len(load_dataset(write(tmp_path, EXAMPLE), events=events).events) == 0
 
 
 def test_binary_file(tmp_path):
@@ -579,6 +589,8 @@ def test_decimal_point_among_decimal_commas_is_ambiguous(tmp_path):
     with pytest.raises(DataError, match=r"line 3, column 'value': expected a number with a decimal comma.*"
                                         r"got '1.297' \(a decimal point or a thousands separator\?\)"):
         load_dataset(write(tmp_path, text))
+    with pytest.raises(DataError, match=r"line 3, column 'value': expected a number, got '1,2,5'"):
+        load_dataset(write(tmp_path, text.replace("1.297", "1,2,5")))
     points = load_dataset(write(tmp_path, text.replace("1,5", "1.5")))  # points only: decimal points
     assert list(points.observations["value"]) == [1.5, 1.297]
 
