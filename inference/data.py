@@ -296,6 +296,8 @@ def _read(table: str | os.PathLike | pd.DataFrame, name: str = "<DataFrame>") ->
     except pd.errors.ParserError as error:
         raise DataError(f"{source}: cannot read it as {_DELIMITERS[delimiter]}-separated text ({error}); "
                         f"expected {expected}") from None
+    # Columns without a name or any cell: trailing delimiters, as spreadsheets write them.
+    cells = cells.loc[:, cells.iloc[0].notna() | cells.iloc[1:].notna().any()]
     columns = [str(c).strip() for c in cells.iloc[0].fillna("")]
     twice = sorted({c for c in columns if columns.count(c) > 1})
     if twice:

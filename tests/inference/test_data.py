@@ -601,6 +601,13 @@ def test_one_column_names_the_delimiters_read(tmp_path):
         load_dataset(write(tmp_path, "subject|time|analyte|value|unit\nS01|0|TNF|3|pg/mL"))
 
 
+def test_trailing_delimiters_are_no_columns(tmp_path):
+    ds = load_dataset(write(tmp_path, f"{HEADER},,\nS01,0,TNF,3,pg/mL,,\nS01,1,TNF,4,pg/mL,,"))
+    assert list(ds.subjects.columns) == ["group"] and list(ds.observations["value"]) == [3.0, 4.0]
+    with pytest.raises(DataError, match="line 1: column 'value' appears more than once"):
+        load_dataset(write(tmp_path, f"{HEADER},value\nS01,0,TNF,3,pg/mL,4"))
+
+
 def test_duplicated_header_line(tmp_path):
     text = f"{HEADER}\nS01,0,TNF,3,pg/mL\n{HEADER}\nS02,0,TNF,3,pg/mL"
     with pytest.raises(DataError, match=r"obs.csv, line 3: repeats the header line; expected one header"):
