@@ -219,3 +219,20 @@ def test_bad_priors_file_names_file_and_key(tmp_path, capsys, monkeypatch, toml,
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_compare_takes_exclude_flagged(tmp_path, capsys, monkeypatch):
+    seen = {}
+
+    def compare(dataset, hypotheses, **settings):
+        seen.update(dataset=dataset, hypotheses=hypotheses)
+        raise _Stop
+
+    monkeypatch.setattr("inference.compare.compare", compare)
+    hypotheses = tmp_path / "h.toml"
+    hypotheses.write_text('[hypotheses.H0]\nfixed = { r = 0.0 }\n[hypotheses.H1]\ndescription = "r free"\n')
+    with pytest.raises(_Stop):
+        main(["compare", SHIPPED, "--hypotheses", str(hypotheses), "--out", str(tmp_path / "out"),
+              "--exclude-flagged"])
+    assert len(seen["dataset"].observations) == 302 and len(seen["hypotheses"]) == 2
+    assert "observations.csv; 18 flagged samples left out (--exclude-flagged)" in capsys.readouterr().out
