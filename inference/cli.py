@@ -124,6 +124,7 @@ def _options(args, dataset):
     model = get_model(args.model)
     base = default_options(model, dataset)
     return ModelOptions(
+        priors=_priors(args.priors, model),
         fixed=_assignments(args.fixed, "--fixed"),
         random_effects=_names(args.random_effects) if args.random_effects is not None
         else base.random_effects,
@@ -134,9 +135,32 @@ def _options(args, dataset):
     )
 
 
+def _priors(path: str | None, model) -> dict:
+    """Prior overrides from ``--priors FILE.toml`` (a ``[priors]`` table, as in a hypotheses file)."""
+    from inference.hypotheses import load_priors
+
+    if path is None:
+        return {}
+    if not Path(path).exists():
+        raise UsageError(f"{path}: no such priors file")
+    return load_priors(path, model)
+
+
+def _load_data(path, args):
+    """Load a dataset to fit and say what became of its flagged samples (kept unless --exclude-flagged)."""
+    from inference.data import load_dataset
+
+    dataset = load_dataset(path, subjects=args.subjects_table, events=args.events)
+    n = dataset.n_flagged
+    if not n:
+        return dataset, ""
+    if args.exclude_flagged:
+        return dataset.without_flagged(), f"; {n} flagged samples left out (--exclude-flagged)"
+    return dataset, f"; {n} flagged samples kept (--exclude-flagged leaves them out)"
+
+
 def cmd_fit(args) -> None:
     """Fit a model to a dataset, save the InferenceData and write the report."""
-    from inference.data import load_dataset
     from inference.fit import fit, save_result
 
     out = Path(args.out)
@@ -144,11 +168,11 @@ def cmd_fit(args) -> None:
     report = None if args.no_report else Path(args.report or out.with_suffix(".html"))
     if report is not None:
         _check_output(report, args.force)
-    dataset = load_dataset(args.data, subjects=args.subjects_table, events=args.events)
+    dataset, flagged = _load_data(args.data, args)
     options = _options(args, dataset)
     summary = dataset.summary()
     print(f"fitting {args.model} to {dataset.source}: {summary['n_subjects']} subject(s), "
-          f"{summary['n_samples']} samples ({summary['n_censored']} censored)", flush=True)
+          f"{summary['n_samples']} samples ({summary['n_censored']} censored{flagged})", flush=True)
     idata = fit(args.model, dataset, options, _sampler_settings(args), progress=not args.quiet)
     save_result(idata, out, overwrite=args.force)
     print(f"wrote {out}")
@@ -176,7 +200,6 @@ def cmd_report(args) -> None:
 def cmd_compare(args) -> None:
     """Compare hypotheses: fit them to a dataset (``--hypotheses``), or compare saved fits."""
     from inference.compare import compare
-    from inference.data import load_dataset
     from inference.hypotheses import load_hypotheses
     from inference.report.comparison import HTML_NAME, JSON_NAME, write_comparison
 
@@ -195,7 +218,9 @@ def cmd_compare(args) -> None:
                              "cytokine-balance compare DATA.csv --hypotheses FILE.toml --out DIR")
         if not Path(args.hypotheses).exists():
             raise UsageError(f"{args.hypotheses}: no such hypotheses file")
-        dataset = load_dataset(inputs[0], subjects=args.subjects_table, events=args.events)
+        dataset, flagged = _load_data(inputs[0], args)
+        if flagged:
+            print(f"{dataset.source}{flagged}")
         hypotheses = load_hypotheses(args.hypotheses, dataset)
         if len(hypotheses) < 2:
             raise UsageError(f"{args.hypotheses}: compare needs at least two hypotheses, "
@@ -260,6 +285,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--subjects-table", help="optional subject table CSV")
     p.add_argument("--events", help="optional events (doses, input changes) CSV")
+    p.add_argument("--exclude-flagged", action="store_true",
+                   help="leave out samples with a non-empty 'flag' cell (default: keep them)")
+    p.add_argument("--priors", metavar="FILE.toml",
+                   help="prior overrides: a [priors] table as in a hypotheses file, e.g. "
+                        'K_C = { kind = "LogNormal", median = 500.0, sigma = 0.2 }')
     _add_sampler_arguments(p)
     p.add_argument("--fixed", help="fix parameters, e.g. r=0")
     p.add_argument("--random-effects", help="parameters varying between subjects (comma list)")
@@ -292,6 +322,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--subjects-table", help="optional subject table CSV (with --hypotheses)")
     p.add_argument("--events", help="optional events CSV (with --hypotheses)")
+    p.add_argument("--exclude-flagged", action="store_true",
+                   help="with --hypotheses: leave out samples with a non-empty 'flag' cell "
+                        "(default: keep them)")
     _add_sampler_arguments(p)
     p.add_argument("--refit-bad-k", type=int, default=0, metavar="N",
                    help="refit up to N observations and N subjects per hypothesis whose Pareto k is too "

@@ -56,7 +56,7 @@ from .measurement import LIKELIHOODS
 from .priors import PRIOR_KINDS, prior_from_dict
 
 __all__ = ["HYPOTHESIS_KEYS", "RECOMMENDED_SOLVER", "Hypothesis", "check_hypotheses", "load_hypotheses",
-           "parse_hypotheses"]
+           "load_priors", "parse_hypotheses"]
 
 #: Keys a hypothesis (or the ``[defaults]`` table) may set.
 HYPOTHESIS_KEYS = ("description", "model", "fixed", "priors", "random_effects", "group_effects",
@@ -267,6 +267,56 @@ def load_hypotheses(path: str | Path, dataset: Dataset | None = None) -> tuple[H
         except tomllib.TOMLDecodeError as error:
             raise ModelError(f"{path.name}: not valid TOML: {error}") from None
     return parse_hypotheses(data, source=path.name, dataset=dataset)
+
+
+def load_priors(path: str | Path, model: str | OdeModel | None = None) -> dict[str, Prior]:
+    """Read prior overrides from a TOML file holding one table ``[priors]``.
+
+    The table has the format of a hypothesis's ``priors``::
+
+        [priors]
+        K_C = { kind = "LogNormal", median = 500.0, sigma = 0.2 }   # e.g. from an ex-vivo assay
+
+    Parameters
+    ----------
+    path
+        The TOML file.
+    model
+        If given, every key must be one of its parameters.
+
+    Returns
+    -------
+    dict of str to Prior
+        For :attr:`ModelOptions.priors <inference.build.ModelOptions>`.
+
+    Raises
+    ------
+    ModelError
+        Invalid TOML, a missing ``[priors]`` table, another table, or a bad prior; the message
+        names the file and the key.
+    FileNotFoundError
+        No such file.
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        try:
+            data = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as error:
+            raise ModelError(f"{path.name}: not valid TOML: {error}") from None
+    if set(data) != {"priors"}:
+        raise ModelError(f"{path.name}: expected one table [priors] of parameter = {{ kind = ..., ... }}, "
+                         f"got {'keys ' + str(sorted(data)) if data else 'nothing'}")
+    try:
+        priors = _priors(data["priors"])
+    except TypeError as error:
+        raise ModelError(f"{path.name}, [priors], key {error}") from None
+    if model is not None:
+        model = get_model(model)
+        for name in priors:
+            if name not in model.parameter_names:
+                raise ModelError(f"{path.name}, [priors], key {name}: not a parameter of model {model.name} "
+                                 f"(parameters: {', '.join(model.parameter_names)})")
+    return priors
 
 
 def parse_hypotheses(data: Mapping[str, Any], *, source: str = "<hypotheses>",

@@ -105,3 +105,134 @@ def test_report_of_a_file_that_is_not_a_result(tmp_path, capsys):
     assert main(["report", str(garbage), "--out", str(tmp_path / "r.html")]) == 2
     assert "garbage.nc: not a readable InferenceData netCDF file" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+# ---- what real users bring: one message, status 2, nothing written ---------------------------
+HEADER = "subject,time,analyte,value,unit"
+SHIPPED = "data/endotoxemia_bolus_2024/observations.csv"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "obs.csv: the file is empty; expected a header line"),
+        (f"{HEADER}\n".encode(), "obs.csv: no data rows below the header line"),
+        (b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00",
+         "obs.csv: not a text file (it holds binary data; a netCDF/HDF5"),
+        (f"{HEADER}\nS01,0,TNF,1,pg/mL\n{HEADER}\nS02,0,TNF,1,pg/mL\n".encode(),
+         "obs.csv, line 3: repeats the header line"),
+        (f"{HEADER},lloq\nS01,0,TNF,,pg/mL,2\nS01,1,TNF,1,pg/mL,2\n".encode(),
+         "obs.csv, line 2, column 'value': expected at least one quantified sample of subject 'S01'"),
+        (f"{HEADER}\nS01,08:00,TNF,1,pg/mL\nS01,09:30,TNF,200,pg/mL\n".encode(),
+         "obs.csv, line 2, column 'time': expected hours since the challenge (a number, e.g. 1.5), "
+         "got '08:00', a clock time"),
+        (b"subject;time;analyte;value;unit\nS01;0;TNF;1,5;pg/mL\nS01;1;TNF;1.297;pg/mL\n",
+         "obs.csv, line 3, column 'value': expected a number with a decimal comma"),
+        (b"subject|time|analyte|value|unit\nS01|0|TNF|1|pg/mL\n", "obs.csv, line 1: found one column"),
+    ],
+    ids=["empty", "header-only", "binary", "repeated-header", "all-censored", "clock-times",
+         "ambiguous-decimals", "unknown-delimiter"],
+)
+def test_bad_files_end_with_status_2_and_nothing_written(tmp_path, capsys, content, message):
+    data = tmp_path / "obs.csv"
+    data.write_bytes(content)
+    assert main(["fit", str(data), "--out", str(tmp_path / "r.nc")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cytokine-balance fit: error: obs.csv") and message in err
+    assert "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["obs.csv"]  # no result, no report
+
+
+def test_header_only_file_from_the_console_leaves_nothing(tmp_path):
+    data = tmp_path / "obs.csv"
+    data.write_text(f"{HEADER}\n")
+    argv = [sys.executable, "-m", "inference.cli", "fit", str(data), "--out", str(tmp_path / "r.nc")]
+    run = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip() == ("cytokine-balance fit: error: obs.csv: no data rows below the header line; "
+                                  "expected one row per sample")
+    assert [p.name for p in tmp_path.iterdir()] == ["obs.csv"]
+
+
+# ---- --priors and --exclude-flagged reach the fit ----------------------------------------------
+class _Stop(Exception):
+    """Raised by the stand-in for inference.fit.fit once it has seen its arguments."""
+
+
+def _catch_fit(monkeypatch) -> dict:
+    seen = {}
+
+    def fit(model, dataset, options, settings=None, **changes):
+        seen.update(model=model, dataset=dataset, options=options)
+        raise _Stop
+
+    monkeypatch.setattr("inference.fit.fit", fit)
+    return seen
+
+
+def test_priors_file_and_flag_choice_reach_the_fit(tmp_path, capsys, monkeypatch):
+    from models import LogNormal
+
+    seen = _catch_fit(monkeypatch)
+    priors = tmp_path / "assay.toml"
+    priors.write_text('[priors]\nK_C = { kind = "LogNormal", median = 300.0, sigma = 0.1 }\n')
+    with pytest.raises(_Stop):
+        main(["fit", SHIPPED, "--out", str(tmp_path / "r.nc"), "--priors", str(priors)])
+    assert seen["options"].priors == {"K_C": LogNormal(median=300.0, sigma=0.1)}
+    assert "k_T" in seen["options"].random_effects  # the cohort defaults stay
+    assert len(seen["dataset"].observations) == 320
+    assert "320 samples (0 censored; 18 flagged samples kept (--exclude-flagged leaves them out))" in (
+        capsys.readouterr().out)
+    with pytest.raises(_Stop):
+        main(["fit", SHIPPED, "--out", str(tmp_path / "r.nc"), "--exclude-flagged"])
+    assert seen["options"].priors == {}
+    assert len(seen["dataset"].observations) == 302 and seen["dataset"].n_flagged == 0
+    out = capsys.readouterr().out
+    assert "302 samples (0 censored; 18 flagged samples left out (--exclude-flagged))" in out
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[priors]\nK_C = { kind = "Gamma", alpha = 2.0 }\n',
+         "assay.toml, [priors], key K_C: expected { kind = "),
+        ('[priors]\nK_C = { kind = "LogNormal", median = 500.0 }\n',
+         "assay.toml, [priors], key K_C: a LogNormal prior needs exactly ['median', 'sigma'], "
+         "got ['median']"),
+        ('[priors]\nK_X = { kind = "LogNormal", median = 5.0, sigma = 1.0 }\n',
+         "assay.toml, [priors], key K_X: not a parameter of model acute_inflammation"),
+        ('K_C = { kind = "LogNormal", median = 5.0, sigma = 1.0 }\n',
+         "assay.toml: expected one table [priors] of parameter = { kind = ..., ... }, got keys ['K_C']"),
+        ("[priors\n", "assay.toml: not valid TOML"),
+        (None, "assay.toml: no such priors file"),
+    ],
+    ids=["kind", "fields", "parameter", "no-table", "toml", "missing"],
+)
+def test_bad_priors_file_names_file_and_key(tmp_path, capsys, monkeypatch, toml, message):
+    _catch_fit(monkeypatch)
+    priors = tmp_path / "assay.toml"
+    if toml is not None:
+        priors.write_text(toml)
+    out = tmp_path / "r.nc"
+    argv = ["fit", "data/single_subject/observations.csv", "--out", str(out), "--priors", str(priors)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_compare_takes_exclude_flagged(tmp_path, capsys, monkeypatch):
+    seen = {}
+
+    def compare(dataset, hypotheses, **settings):
+        seen.update(dataset=dataset, hypotheses=hypotheses)
+        raise _Stop
+
+    monkeypatch.setattr("inference.compare.compare", compare)
+    hypotheses = tmp_path / "h.toml"
+    hypotheses.write_text('[hypotheses.H0]\nfixed = { r = 0.0 }\n[hypotheses.H1]\ndescription = "r free"\n')
+    with pytest.raises(_Stop):
+        main(["compare", SHIPPED, "--hypotheses", str(hypotheses), "--out", str(tmp_path / "out"),
+              "--exclude-flagged"])
+    assert len(seen["dataset"].observations) == 302 and len(seen["hypotheses"]) == 2
+    assert "observations.csv; 18 flagged samples left out (--exclude-flagged)" in capsys.readouterr().out
