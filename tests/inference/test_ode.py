@@ -41,6 +41,7 @@ def test_one_subject_equals_simulate():
     states = solve_ode(ACUTE, {**DEFAULTS, "k_T": k_T}, TIMES, inputs={"dose": 2.0}, events=events,
                        settings=TIGHT, outputs=["cortisol", "L", "M"])
     assert observables.type.shape == (TIMES.size, 3) and states.type.shape == (TIMES.size, 3)
+    # One function holding both: Ops that differ only in their outputs must not be merged.
     got, got_states = pytensor.function([k_T], [observables, states])(2500.0)
     params = {**DEFAULTS, "k_T": 2500.0}
     np.testing.assert_allclose(got, simulated(params, events=events), rtol=1e-12)
