@@ -19,3 +19,7 @@ def _configure_blas() -> None:
 
 
 _configure_blas()
+
+from .ode import solve_ode  # noqa: E402  (after BLAS is configured)
+
+__all__ = ["solve_ode"]

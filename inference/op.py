@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import multiprocessing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numba
 import numpy as np
@@ -78,28 +78,35 @@ class OdeSolveOp(Op):
         The ODE model.
     settings
         Solver method and tolerances.
+    outputs
+        Indices of the states returned, in order; by default the states the model's observables
+        read (``model.observable_states()``).
 
     Notes
     -----
     Inputs, in order: ``theta`` (n_subjects x n_theta: parameters then inputs), ``t_out`` (flat
     sample times), ``row_ptr`` (subject s owns rows ``row_ptr[s]:row_ptr[s+1]``), and the packed
     events ``ev_time, ev_kind, ev_index, ev_value, ev_ptr`` (see ``models.solvers.pack_events``).
-    Outputs: ``obs`` (n_rows x n_observables), ``sens`` (n_rows x n_observables x n_theta) and
+    Outputs: ``obs`` (n_rows x n_outputs), ``sens`` (n_rows x n_outputs x n_theta) and
     ``status`` (n_subjects, 0 = success). A failed subject's rows are NaN, which makes the log
     density non-finite so the sampler rejects the proposal; the Op never raises on a numerical
     failure and counts failures in :attr:`failures`.
     """
 
-    __props__ = ("model_key", "method", "rtol", "atol", "max_steps")
+    __props__ = ("model_key", "method", "rtol", "atol", "max_steps", "outputs")
 
-    def __init__(self, model: OdeModel, settings: SolverSettings) -> None:
+    def __init__(
+        self, model: OdeModel, settings: SolverSettings, outputs: Sequence[int] | None = None
+    ) -> None:
         self.model = model
         self.model_key = compile_model(model).SOURCE_HASH
         self.method = settings.method
         self.rtol = float(settings.rtol)
         self.atol = float(settings.atol)
         self.max_steps = int(settings.max_steps)
-        self.observed = model.observable_states()
+        # Part of the Op's identity: two models may share equations but observe different states.
+        self.outputs = tuple(int(i) for i in (model.observable_states() if outputs is None else outputs))
+        self.observed = np.array(self.outputs, dtype=np.int64)
         self.failures = _COUNTERS.setdefault(self.counter_key, FailureCounter())
 
     @property
