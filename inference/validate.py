@@ -266,7 +266,7 @@ class Study:
     quantities: list[str]
     ranks: pd.DataFrame  # replicate x (quantities + log_likelihood), integers in [0, n_rank_draws]
     intervals: pd.DataFrame  # replicate, quantity, truth, median, q05, q25, q75, q95
-    fits: pd.DataFrame  # replicate, seconds, sampling_seconds, divergences, max_rhat, redraws
+    fits: pd.DataFrame  # replicate, path, seconds, sampling_seconds, divergences, max_rhat, redraws
     failed: list[str]  # "name: error" of failed fits (left out of every statistic)
     n_rank_draws: int
     sampler: SamplerSettings
@@ -317,7 +317,7 @@ def run_study(model: str | OdeModel, design: Design, n: int, out_dir: str | os.P
                                    n_rank_draws, rng)
         rank_rows.append(row)
         rhat = az.rhat(idata, var_names=[n for n in idata.posterior.data_vars if n != "theta"])
-        fit_rows.append({"replicate": task.name, "seconds": outcome.seconds,
+        fit_rows.append({"replicate": task.name, "path": str(outcome.path), "seconds": outcome.seconds,
                          "sampling_seconds": float(idata.attrs["sampling_seconds"]),
                          "divergences": int(idata.sample_stats["diverging"].sum()),
                          "max_rhat": float(max(float(rhat[v].max()) for v in rhat.data_vars)),
