@@ -28,6 +28,7 @@ count used here; the band and its test come from ArviZ 0.23 (``ecdf_confidence_b
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -219,8 +220,16 @@ def rank_uniformity(ranks: np.ndarray, n_rank_draws: int, prob: float = BAND_PRO
         raise ValueError(f"ranks must be at least two integers in [0, {n_rank_draws}]")
     points = np.arange(1, n_rank_draws + 1) / (n_rank_draws + 1)
     ecdf = np.searchsorted(np.sort(ranks), np.arange(n_rank_draws), side="right") / ranks.size
-    lower, upper = ecdf_confidence_band(ranks.size, points, points, prob=prob, method="optimized")
+    lower, upper = _band(ranks.size, n_rank_draws, prob)
     return Uniformity(points, ecdf, lower, upper)
+
+
+@functools.lru_cache
+def _band(n_replicates: int, n_rank_draws: int, prob: float) -> tuple[np.ndarray, np.ndarray]:
+    # The band depends only on the number of replicates and rank values: computed once for
+    # every quantity of a study.
+    points = np.arange(1, n_rank_draws + 1) / (n_rank_draws + 1)
+    return ecdf_confidence_band(n_replicates, points, points, prob=prob, method="optimized")
 
 
 def log_likelihood(model: OdeModel, dataset: Dataset, options: ModelOptions, values: dict) -> float:
