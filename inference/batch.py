@@ -354,8 +354,9 @@ def fit_many(
                 remaining = len(todo) - finished
                 elapsed = time.perf_counter() - start
                 eta = elapsed / finished * remaining
-                line = (f"[{finished}/{len(todo)}] done {done}, failed {failed}, "
-                        f"running {min(n_workers, remaining)}, ETA {_duration(eta)}: {task.name}")
+                running = sum(len(keys) for keys in client.processing().values())
+                line = (f"[{finished}/{len(todo)}] done {done}, failed {failed}, running {running}, "
+                        f"ETA {_duration(eta)}: {task.name}")
                 outcome = outcomes[task.name]
                 line += (f" ({outcome.seconds:.1f} s)" if outcome.status == "done"
                          else f" FAILED: {outcome.error}")
