@@ -70,12 +70,16 @@ def test_a_worker_compiles_once_per_layout(run):
         assert 0 < o.sampling_seconds < o.seconds and o.worker_task >= 1
 
 
-def test_rerun_skips_finished_tasks_and_retries_the_failed_one(run, tasks):
+def test_rerun_skips_finished_tasks_and_retries_the_failed_one(run, tasks, capsys):
     out, first = run
     stamps = {p: p.stat().st_mtime_ns for p in first.paths("done")}
-    again = fit_many(tasks, out_dir=out, workers=1, progress=False)
+    again = fit_many(tasks, out_dir=out, workers=1, progress=True)
     assert [o.status for o in again.outcomes] == ["skipped", "skipped", "skipped", "failed"]
     assert {p: p.stat().st_mtime_ns for p in again.paths("skipped")} == stamps
+    printed = capsys.readouterr().out
+    assert "3 of 4 results exist" in printed
+    assert "[1/1] done 0, failed 1, running 0, ETA 0m00s: bad FAILED: ModelError" in printed
+    assert "0 done, 3 skipped, 1 failed" in printed
 
 
 def test_key_changes_with_anything_that_changes_the_fit(tasks):
