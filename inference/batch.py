@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import time
-import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -346,8 +345,8 @@ def fit_many(
                 done += 1
             else:
                 error = future.exception()
-                text = "".join(traceback.format_exception_only(type(error), error)).strip()
-                outcomes[task.name] = TaskOutcome(task.name, paths[task.name], "failed", error=text)
+                outcomes[task.name] = TaskOutcome(task.name, paths[task.name], "failed",
+                                                  error=f"{type(error).__name__}: {error}")
                 failed += 1
             if progress:
                 finished = done + failed
