@@ -171,7 +171,8 @@ def _run_task(task: FitTask, path: str, reuse_compiled: bool) -> dict:
             idata = _fit(task)
     else:
         idata = _fit(task)
-    idata.attrs.update({"task_name": task.name, "task_key": task.key(), **task.attrs})
+    idata.attrs.update({"task_name": task.name, "task_key": task.key(), **task.attrs,
+                        "task_seconds": round(time.perf_counter() - start, 3)})  # before writing
     save_result(idata, path)
     seconds = time.perf_counter() - start
     sampling = float(idata.attrs["sampling_seconds"])

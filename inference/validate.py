@@ -326,7 +326,10 @@ def run_study(model: str | OdeModel, design: Design, n: int, out_dir: str | os.P
                                    n_rank_draws, rng)
         rank_rows.append(row)
         rhat = az.rhat(idata, var_names=[n for n in idata.posterior.data_vars if n != "theta"])
-        fit_rows.append({"replicate": task.name, "path": str(outcome.path), "seconds": outcome.seconds,
+        # A skipped (earlier) result's time is the one stored with it; NaN in files without it.
+        seconds = float(idata.attrs.get("task_seconds", "nan")) if outcome.status == "skipped" \
+            else outcome.seconds
+        fit_rows.append({"replicate": task.name, "path": str(outcome.path), "seconds": seconds,
                          "sampling_seconds": float(idata.attrs["sampling_seconds"]),
                          "divergences": int(idata.sample_stats["diverging"].sum()),
                          "max_rhat": float(max(float(rhat[v].max()) for v in rhat.data_vars)),
