@@ -21,6 +21,9 @@ way of computing the log-likelihood and its gradient with respect to all 15 entr
     on the 8-subject cohort subset (default options, 4 chains, ``--draws`` draws and tuning
     steps): compile time, sampling time, minimum bulk ESS and ESS per second. It takes minutes;
     ``--sections compiled,pytensor,scipy`` leaves it out.
+``batch``
+    the per-task overhead of ``fit_many`` (build, compile, log-likelihood, predictive draws,
+    writing) on one Dask worker, compiling per task against one compile per layout. Minutes.
 
 Human-readable lines come first; the last line is one JSON object (``grad_us``, ``logp_grad_us``,
 ``scipy_grad_us``, ``speedup`` = scipy / compiled, and extras). Times are medians over
@@ -273,12 +276,52 @@ def section_nuts(problem: Problem, repeat: int, draws: int = 1000) -> dict:
     return result
 
 
+def section_batch(problem: Problem, repeat: int) -> dict:
+    """Per-task overhead of ``fit_many``: a compile per task against one compile per layout.
+
+    Three simulated single-subject datasets with the shipped design (short runs: 2 chains x 100
+    draws) on one embedded Dask worker, once compiling every task and once reusing the compiled
+    model of the layout. Overhead = task wall time minus sampling time; the first task of a
+    worker also pays for worker start-up and numba cache loads.
+    """
+    import tempfile
+
+    from inference.batch import SamplerSettings, fit_many
+    from inference.build import ModelOptions
+    from inference.data import load_dataset
+    from inference.validate import design_from_dataset, replicate_tasks, simulate_replicates
+
+    design = design_from_dataset(problem.model, load_dataset(SINGLE))
+    replicates = simulate_replicates(problem.model, design, ModelOptions(), 3, seed=1)
+    tasks = replicate_tasks(problem.model, replicates, ModelOptions(), SamplerSettings(draws=100, tune=100,
+                                                                                      chains=2), seed=1)
+    result = {}
+    for label, reuse in (("compile_per_task", False), ("reuse_per_layout", True)):
+        with tempfile.TemporaryDirectory() as out:
+            outcomes = fit_many(tasks, out_dir=out, workers=1, reuse_compiled=reuse, progress=False).outcomes
+        failed = [o.error for o in outcomes if o.status != "done"]
+        if failed:
+            raise RuntimeError(f"batch benchmark: a fit failed: {failed[0]}")
+        overheads = [o.overhead_seconds for o in outcomes]
+        print(f"fit_many {label:17s}: per task " + ", ".join(
+            f"{o.seconds:5.1f} s (compile {o.compile_seconds:5.1f} s, sampling {o.sampling_seconds:4.1f} s)"
+            for o in outcomes))
+        result[f"batch_{label}_overhead_s"] = [round(v, 1) for v in overheads]
+    warm_before = np.mean(result["batch_compile_per_task_overhead_s"][1:])
+    warm_after = np.mean(result["batch_reuse_per_layout_overhead_s"][1:])
+    result["batch_overhead_ratio"] = round(float(warm_before / warm_after), 1)
+    print(f"per-task overhead on a warm worker: {warm_before:.1f} s compiling per task, {warm_after:.1f} s "
+          f"reusing the layout's compiled model ({result['batch_overhead_ratio']:.1f}x less)")
+    return result
+
+
 SECTIONS: dict[str, Callable[[Problem, int], dict]] = {
     "compiled": section_compiled,
     "pytensor": section_pytensor,
     "scipy": section_scipy,
     "cohort": section_cohort,
     "nuts": section_nuts,
+    "batch": section_batch,
 }
 
 

@@ -251,6 +251,158 @@ def cmd_compare(args) -> None:
     print(f"wrote {out / JSON_NAME} and {out / HTML_NAME}")
 
 
+# ---- fit-many and validate (many fits on Dask) -------------------------------------------------
+def _sampler_arguments(p) -> None:
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--target-accept", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786 "
+                                       "(default: an embedded local cluster sized to this machine)")
+    p.add_argument("--workers", type=int, help="workers of the embedded cluster (default: cores / chains)")
+
+
+def _sampler_settings(args, sampler: str = "nutpie"):
+    from inference.batch import SamplerSettings
+
+    try:
+        return SamplerSettings(sampler, args.draws, args.tune, args.chains, args.target_accept)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _client(args):
+    from inference.batch import connect
+
+    try:
+        return connect(args.scheduler)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def cmd_fit_many(args) -> None:
+    """Fit every subject of a dataset separately, or every row of a manifest, on Dask."""
+    from inference.batch import fit_many, read_manifest, subject_tasks
+    from inference.build import ModelOptions
+    from inference.data import load_dataset
+
+    if (args.data is None) == (args.manifest is None):
+        raise UsageError("give either a data CSV (one fit per subject) or --manifest FILE.csv")
+    sampler = _sampler_settings(args, args.sampler)
+    if args.manifest is not None:
+        if not Path(args.manifest).exists():
+            raise UsageError(f"{args.manifest}: no such manifest")
+        tasks = read_manifest(args.manifest, sampler)
+    else:
+        dataset = load_dataset(args.data, subjects=args.subjects_table, events=args.events)
+        fixed = _assignments(args.fixed, "--fixed")
+        tasks = subject_tasks(dataset, args.model, lambda _: ModelOptions(fixed=fixed), args.seed, sampler)
+    client = _client(args)
+    try:
+        result = fit_many(tasks, client, args.out, workers=args.workers)
+    finally:
+        if client is not None:
+            client.close()
+    for outcome in result.failed:
+        print(f"failed: {outcome.name}: {outcome.error}", file=sys.stderr)
+    if result.failed:
+        print(f"{len(result.failed)} of {len(tasks)} fits failed; rerun the same command to retry them "
+              "(finished fits are kept and skipped)", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def add_fit_many_parser(sub) -> None:
+    """Add ``fit-many`` to the subcommands ``sub``."""
+    p = sub.add_parser(
+        "fit-many",
+        help="many fits on Dask: every subject of a dataset separately, or each row of a manifest",
+        description="cytokine-balance fit-many DATA.csv --out DIR fits every subject separately; "
+                    "cytokine-balance fit-many --manifest FITS.csv --out DIR fits each row of a CSV manifest "
+                    "(columns name,data and optionally model,seed,fixed,random_effects,group_effects,"
+                    "likelihood,subjects_table,events; lists separated by ';', e.g. fixed 'r=0;K_C=300'; "
+                    "paths relative to the manifest). Results: DIR/<name>-<key>.nc; a rerun skips those "
+                    "that exist. Exit status 1 if a fit failed.",
+    )
+    p.add_argument("data", nargs="?", help="tidy observations CSV: fit each subject separately")
+    p.add_argument("--manifest", help="CSV manifest, one fit per row")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--model", default="acute_inflammation", help="model of the per-subject fits")
+    p.add_argument("--subjects-table", help="optional subject table CSV (per-subject fits)")
+    p.add_argument("--events", help="optional events CSV (per-subject fits)")
+    p.add_argument("--fixed", help="fix parameters in the per-subject fits, e.g. r=0")
+    p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie")
+    _sampler_arguments(p)
+    p.set_defaults(func=cmd_fit_many)
+
+
+def cmd_validate(args) -> None:
+    """Simulation-based calibration or coverage: simulate, fit on Dask, write a table and a page."""
+    from inference.build import ModelOptions
+    from inference.data import load_dataset
+    from inference.files import write_atomically
+    from inference.report.validation import render_coverage, render_sbc
+    from inference.validate import RANK_DRAWS, coverage_table, design_from_dataset, run_study, sbc_table
+
+    out = Path(args.out)
+    page, table_path = out / f"{args.check}.html", out / f"{args.check}.csv"
+    for path in (page, table_path):
+        _check_output(path, args.force)
+    if args.n < 2:
+        raise UsageError(f"--n must be at least 2, got {args.n}")
+    if not Path(args.design).exists():
+        raise UsageError(f"{args.design}: no such design file")
+    design = design_from_dataset(args.model, load_dataset(args.design), args.subject)
+    client = _client(args)
+    try:
+        study = run_study(args.model, design, args.n, out / "fits",
+                          options=ModelOptions(fixed=_assignments(args.fixed, "--fixed")),
+                          sampler=_sampler_settings(args), seed=args.seed,
+                          n_rank_draws=args.rank_draws or RANK_DRAWS,
+                          client=client, workers=args.workers)
+    finally:
+        if client is not None:
+            client.close()
+    if args.check == "sbc":
+        table, tests = sbc_table(study)
+        html = render_sbc(study, table, tests)
+        write_atomically(out / "sbc_ranks.csv", lambda tmp: study.ranks.to_csv(tmp, index=False),
+                         overwrite=True)
+    else:
+        table = coverage_table(study)
+        html = render_coverage(study, table)
+    write_atomically(table_path, lambda tmp: table.to_csv(tmp, index=False), overwrite=args.force)
+    write_atomically(page, lambda tmp: tmp.write_text(html, encoding="utf-8"), overwrite=args.force)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    for failure in study.failed:
+        print(f"failed fit (left out): {failure}")
+    print(f"{len(study.ranks)} replicates, {study.fits['seconds'].mean():.1f} s per fit; "
+          f"wrote {table_path} and {page}")
+
+
+def add_validate_parser(sub) -> None:
+    """Add ``validate sbc`` and ``validate coverage`` to the subcommands ``sub``."""
+    top = sub.add_parser("validate", help="simulation-based calibration and coverage on simulated subjects")
+    checks = top.add_subparsers(dest="check", required=True)
+    for check, text in (("sbc", "simulation-based calibration: rank uniformity of every quantity"),
+                        ("coverage", "coverage of the central 50%% and 90%% intervals, bias, widths")):
+        p = checks.add_parser(check, help=text, description=text.replace("%%", "%") + f". Writes "
+                              f"OUT/{check}.html and OUT/{check}.csv; the fits are kept in OUT/fits/ and "
+                              "reused by a rerun (sbc and coverage with the same settings share them).")
+        p.add_argument("--model", default="acute_inflammation")
+        p.add_argument("--design", required=True, help="observations CSV whose subject gives the sample "
+                       "times, analytes, LLOQs and inputs (e.g. data/single_subject/observations.csv)")
+        p.add_argument("--subject", help="the design's subject, if the file has several")
+        p.add_argument("--n", type=int, required=True, help="number of simulated subjects (replicates)")
+        p.add_argument("--out", required=True, help="output folder")
+        p.add_argument("--fixed", help="fixed parameters, e.g. r=0")
+        p.add_argument("--rank-draws", type=int, help="posterior draws kept (evenly thinned) for ranks "
+                       "(default: inference.validate.RANK_DRAWS)")
+        p.add_argument("--force", action="store_true", help="replace an existing page and table")
+        _sampler_arguments(p)
+        p.set_defaults(func=cmd_validate)
+
+
 def parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``cytokine-balance``."""
     from inference.measurement import LIKELIHOODS
@@ -334,6 +486,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_compare)
+    add_fit_many_parser(sub)
+    add_validate_parser(sub)
     return top
 
 
