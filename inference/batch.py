@@ -32,28 +32,12 @@ from models.codegen import source_hash
 
 from .build import ModelOptions, default_options
 from .data import DataError, Dataset
+from .sampler import SamplerSettings
 
 __all__ = [
-    "BatchResult", "FitTask", "ManifestError", "SamplerSettings", "TaskOutcome", "connect", "default_workers",
+    "BatchResult", "FitTask", "ManifestError", "TaskOutcome", "connect", "default_workers",
     "fit_many", "read_manifest", "subject_tasks",
 ]
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    """NUTS settings of one fit (see :func:`inference.fit.fit`)."""
-
-    sampler: str = "nutpie"
-    draws: int = 1000
-    tune: int = 1000
-    chains: int = 4
-    target_accept: float = 0.95
-
-    def __post_init__(self) -> None:
-        if self.draws < 1 or self.tune < 0 or self.chains < 1:
-            raise ValueError(f"draws and chains must be >= 1 and tune >= 0, got {self}")
-        if not 0 < self.target_accept < 1:
-            raise ValueError(f"target_accept must be in (0, 1), got {self.target_accept}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +55,8 @@ class FitTask:
     options
         Model options; ``None`` means :func:`~inference.build.default_options` for the dataset.
     seed
-        Seed of the fit.
+        Seed of the fit (it replaces ``sampler.seed``: tasks of one study share their settings
+        and differ in seed).
     sampler
         NUTS settings.
     attrs
@@ -185,9 +170,8 @@ def _fit(task: FitTask):
     """Call :func:`inference.fit.fit` on a task (the one place batch fits are started)."""
     from .fit import fit
 
-    s = task.sampler
-    return fit(task.model, task.dataset, task.options, sampler=s.sampler, draws=s.draws, tune=s.tune,
-               chains=s.chains, target_accept=s.target_accept, seed=task.seed, progress=False)
+    return fit(task.model, task.dataset, task.options, dataclasses.replace(task.sampler, seed=task.seed),
+               progress=False)
 
 
 def layout_key(task: FitTask) -> str:

@@ -286,9 +286,10 @@ def section_batch(problem: Problem, repeat: int) -> dict:
     """
     import tempfile
 
-    from inference.batch import SamplerSettings, fit_many
+    from inference.batch import fit_many
     from inference.build import ModelOptions
     from inference.data import load_dataset
+    from inference.sampler import SamplerSettings
     from inference.validate import design_from_dataset, replicate_tasks, simulate_replicates
 
     design = design_from_dataset(problem.model, load_dataset(SINGLE))

@@ -252,24 +252,10 @@ def cmd_compare(args) -> None:
 
 
 # ---- fit-many and validate (many fits on Dask) -------------------------------------------------
-def _sampler_arguments(p) -> None:
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=1000)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--target-accept", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0)
+def _cluster_arguments(p) -> None:
     p.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786 "
                                        "(default: an embedded local cluster sized to this machine)")
     p.add_argument("--workers", type=int, help="workers of the embedded cluster (default: cores / chains)")
-
-
-def _sampler_settings(args, sampler: str = "nutpie"):
-    from inference.batch import SamplerSettings
-
-    try:
-        return SamplerSettings(sampler, args.draws, args.tune, args.chains, args.target_accept)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
 
 
 def _client(args):
@@ -289,7 +275,7 @@ def cmd_fit_many(args) -> None:
 
     if (args.data is None) == (args.manifest is None):
         raise UsageError("give either a data CSV (one fit per subject) or --manifest FILE.csv")
-    sampler = _sampler_settings(args, args.sampler)
+    sampler = _sampler_settings(args)
     if args.manifest is not None:
         if not Path(args.manifest).exists():
             raise UsageError(f"{args.manifest}: no such manifest")
@@ -331,8 +317,8 @@ def add_fit_many_parser(sub) -> None:
     p.add_argument("--subjects-table", help="optional subject table CSV (per-subject fits)")
     p.add_argument("--events", help="optional events CSV (per-subject fits)")
     p.add_argument("--fixed", help="fix parameters in the per-subject fits, e.g. r=0")
-    p.add_argument("--sampler", choices=["nutpie", "pymc"], default="nutpie")
-    _sampler_arguments(p)
+    _add_sampler_arguments(p)
+    _cluster_arguments(p)
     p.set_defaults(func=cmd_fit_many)
 
 
@@ -399,7 +385,8 @@ def add_validate_parser(sub) -> None:
         p.add_argument("--rank-draws", type=int, help="posterior draws kept (evenly thinned) for ranks "
                        "(default: inference.validate.RANK_DRAWS)")
         p.add_argument("--force", action="store_true", help="replace an existing page and table")
-        _sampler_arguments(p)
+        _add_sampler_arguments(p)
+        _cluster_arguments(p)
         p.set_defaults(func=cmd_validate)
 
 

@@ -41,9 +41,10 @@ from arviz.stats.ecdf_utils import ecdf_confidence_band
 
 from models import ModelError, OdeModel, SolverError, get_model, solve
 
-from .batch import BatchResult, FitTask, SamplerSettings, fit_many
+from .batch import BatchResult, FitTask, fit_many
 from .build import SIGMA_PRIOR_DEFAULT, SIGMA_PRIOR_SCALE, ModelOptions, layout, subject_inputs
 from .data import DataError, Dataset
+from .sampler import SamplerSettings
 from .synthetic import simulate_dataset
 
 BAND_PROBABILITY = 0.95

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inference.batch import FitTask, ManifestError, SamplerSettings, default_workers, fit_many, read_manifest
+from inference.batch import FitTask, ManifestError, default_workers, fit_many, read_manifest
 from inference.build import ModelOptions
 from inference.fit import load_result
+from inference.sampler import SamplerSettings
 from inference.synthetic import simulate_dataset
 
 # Workers unpickle the test model by value (they cannot import this folder's modules).

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from bs4 import BeautifulSoup
 
-from inference.batch import SamplerSettings
 from inference.build import ModelOptions
 from inference.cli import main
 from inference.data import load_dataset
 from inference.report.validation import render_coverage, render_sbc
+from inference.sampler import SamplerSettings
 from inference.validate import (
     LOG_LIKELIHOOD,
     Design,
@@ -125,11 +125,12 @@ def test_study_ranks_every_quantity_and_the_log_likelihood(study):
 def test_log_likelihood_matches_the_fits_log_likelihood_group(study, tmp_path):
     # The truth's log-likelihood is ranked against the fit's stored ones: they must be the same
     # function. Check at posterior draws of a replicate with censored samples.
-    from inference.fit import load_result, result_dataset
+    from inference.fit import load_result
+    from inference.record import read_record
 
     for path in study.fits["path"]:
         idata = load_result(path)
-        dataset = result_dataset(idata)
+        dataset = read_record(idata).dataset
         if (dataset.observations["censored"] == "left").any():
             break
     else:
