@@ -20,7 +20,6 @@ declared in Python or in a small TOML file (read with :mod:`tomllib`)::
     [hypotheses.H3]
     model = "gc_receptor"
     group_effects = ["k_D"]
-    solver = { method = "stiff" }
 
 Keys of a hypothesis: ``description``, ``model`` (default ``acute_inflammation``), ``fixed``
 (``{parameter = number}``), ``priors`` (``{parameter = {kind = "LogNormal", median = .., sigma =
@@ -31,7 +30,8 @@ Keys of a hypothesis: ``description``, ``model`` (default ``acute_inflammation``
 set; the tables ``fixed``, ``priors`` and ``covariates`` are merged per parameter (the
 hypothesis wins), and a parameter the hypothesis fixes drops out of the priors and effects it
 inherits (``fixed = { r = 0.0 }`` beside a default ``random_effects = [..., "r"]``). Without a
-``solver``, a model's recommended method is used (``stiff`` for ``gc_receptor``).
+``solver``, the default settings apply (method ``auto``, which switches to a stiff method where
+a subject's solution is stiff).
 
 Loading is a linter: every hypothesis is checked against its model (and, given a dataset, against
 the data), and one :class:`~models.ModelError` lists every problem, each naming the file, the
@@ -52,7 +52,7 @@ from models import Beta, LogNormal, ModelError, Normal, OdeModel, Prior, SolverS
 from .build import LIKELIHOODS, ModelOptions
 from .data import Dataset
 
-__all__ = ["HYPOTHESIS_KEYS", "RECOMMENDED_SOLVER", "Hypothesis", "check_hypotheses", "load_hypotheses",
+__all__ = ["HYPOTHESIS_KEYS", "Hypothesis", "check_hypotheses", "load_hypotheses",
            "parse_hypotheses"]
 
 #: Keys a hypothesis (or the ``[defaults]`` table) may set.
@@ -63,8 +63,6 @@ _STRUCTURE_KEYS = ("priors", "random_effects", "group_effects", "covariates")
 _PRIOR_FIELDS = {"LogNormal": (LogNormal, ("median", "sigma")), "Beta": (Beta, ("alpha", "beta")),
                  "Normal": (Normal, ("mu", "sigma"))}
 _SOLVER_FIELDS = ("method", "rtol", "atol", "max_steps")
-# Models whose time scales are far apart need the implicit solver (models/library docstrings).
-RECOMMENDED_SOLVER = {"gc_receptor": "stiff"}
 # A hypothesis name becomes a file name (DIR/<name>.nc) and an HTML id.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -88,7 +86,7 @@ class Hypothesis:
     random_effects, group_effects, covariates, likelihood, nu
         As in :class:`~inference.build.ModelOptions`.
     solver
-        Solver settings; ``None`` takes the model's recommended method with default tolerances.
+        Solver settings; ``None`` takes the defaults (``models.SolverSettings()``).
 
     Raises
     ------
@@ -130,10 +128,8 @@ class Hypothesis:
 
     @property
     def solver_settings(self) -> SolverSettings:
-        """The solver settings of the fit (the model's recommended method unless set)."""
-        if self.solver is not None:
-            return self.solver
-        return SolverSettings(method=RECOMMENDED_SOLVER.get(self.model, "explicit"))
+        """The solver settings of the fit (the defaults unless set)."""
+        return self.solver if self.solver is not None else SolverSettings()
 
     def options(self) -> ModelOptions:
         """Return the model options of this hypothesis' fit."""
@@ -469,7 +465,7 @@ def _likelihood(value) -> str:
 
 
 def _solver(value) -> SolverSettings:
-    spec = _table(value, "solver settings, e.g. { method = \"stiff\", rtol = 1e-6 }")
+    spec = _table(value, "solver settings, e.g. { method = \"rodas5\", rtol = 1e-6 }")
     unknown = sorted(set(spec) - set(_SOLVER_FIELDS))
     if unknown:
         raise TypeError(f"unknown solver setting(s) {unknown}; expected {list(_SOLVER_FIELDS)}")
