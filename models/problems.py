@@ -24,7 +24,8 @@ class StiffProblem:
 
 
 def _parameters(values: dict[str, float], unit: str = "1") -> tuple[Parameter, ...]:
-    return tuple(Parameter(name, unit, "rate constant", LogNormal(value, 0.1)) for name, value in values.items())
+    return tuple(Parameter(name, unit, "rate constant", LogNormal(value, 0.1))
+                 for name, value in values.items())
 
 
 def _states(names: str) -> tuple[State, ...]:

@@ -48,7 +48,16 @@ def compile_kernel(py_func, key: str):
     each kernel (seconds per model and method) and left a dead cache entry behind. ``key`` is
     the generated module's name (a hash of the model and the solver sources) plus the function's
     name, so it names exactly one compiled code.
+
+    ``key`` also becomes the function's qualified name. Numba names compiled code by qualified
+    name plus a per-process counter, and links a cached kernel to its callees by that name: two
+    models' closures of the same source (say each model's explicit integrator) compiled in
+    different processes could carry the same name, and a process loading both linked one model's
+    kernel to the other's integrator (seen: "total size of new array must be unchanged"). A
+    unique name also gives each kernel its own cache index file, which concurrent processes
+    then no longer rewrite in turn.
     """
+    py_func.__qualname__ = key
     dispatcher = numba.njit(**JIT_OPTIONS)(py_func)
     dispatcher._set_uuid(key)
     return dispatcher
