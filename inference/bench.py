@@ -16,6 +16,11 @@ way of computing the log-likelihood and its gradient with respect to all 15 entr
 ``cohort``
     the full PyMC log density + gradient (NUMBA mode) of the hierarchical model of the first 8
     subjects of the shipped cohort (``data/cohort``), per subject;
+``solvers``
+    every registered solver method (steps, rejected steps, LU factorisations, time per solve with
+    sensitivities, error against scipy's Radau at rtol 1e-12) on both library models (prior
+    medians, 11 samples over 24 h, rtol = atol = 1e-6) and on the classic stiff test problems of
+    ``models.problems`` (rtol 1e-6), with the issue-14 targets checked in the same run;
 ``nuts``
     NUTS end to end with nutpie and with ``pm.sample``: on the shipped single-subject example and
     on the 8-subject cohort subset (default options, 4 chains, ``--draws`` draws and tuning
@@ -45,7 +50,8 @@ import numpy as np
 
 from models import SolverSettings, get_model
 from models.codegen import compile_model
-from models.solvers import kernel, pack_events, pack_times, solve
+from models.problems import PROBLEMS
+from models.solvers import METHODS, kernel, pack_events, pack_times, solve
 from models.spec import OdeModel
 
 LOG_2PI = math.log(2 * math.pi)
@@ -119,7 +125,7 @@ def section_compiled(problem: Problem, repeat: int) -> dict:
         Y, SY, status, steps = solver(theta, t_out, row_ptr, ev_time, ev_kind, ev_index, ev_value,
                                       ev_ptr, rtol, atol, max_steps)
         logp, grad = lognormal_logp_grad(Y, SY, observed, log_data, sigma)
-        return logp, grad, steps[0]
+        return logp, grad, steps[0, 0]
 
     t_out, row_ptr = pack_times([problem.times])
     ev = pack_events(problem.model, [[]])
@@ -316,11 +322,96 @@ def section_batch(problem: Problem, repeat: int) -> dict:
     return result
 
 
+def _radau(model: OdeModel, theta: np.ndarray, times: np.ndarray, atol: float) -> np.ndarray:
+    """States at ``times`` from scipy's Radau at rtol 1e-12 on the model's float right-hand side."""
+    from scipy.integrate import solve_ivp
+
+    module = compile_model(model)
+    n = len(model.state_names)
+
+    def jacobian(t, y):
+        out = np.empty((n, n))
+        module.jac(t, y, theta, out)
+        return out
+
+    sol = solve_ivp(lambda t, y: model.evaluate_rhs(y, theta), (0.0, times[-1]),
+                    model.evaluate_initial(theta), method="Radau", t_eval=times, rtol=1e-12,
+                    atol=atol * 1e-3, jac=jacobian)
+    return sol.y.T
+
+
+def _solver_cases():
+    """(label, model, theta, sample times, rtol, atol) of the solver comparison."""
+    for name in ("acute_inflammation", "gc_receptor"):
+        model = get_model(name)
+        yield name, model, model.theta(model.defaults()), np.linspace(0.0, 24.0, 11), 1e-6, 1e-6
+    for name, problem in PROBLEMS.items():
+        model = problem.model
+        times = np.linspace(0.0, problem.t_end, 11)
+        yield name, model, model.theta(model.defaults()), times, 1e-6, problem.atol
+
+
+def section_solvers(problem: Problem, repeat: int) -> dict:
+    """Compare every registered method on the library models and the stiff test problems."""
+    print(f"{'problem':19s} {'method':9s} {'steps':>7s} {'rejected':>8s} {'LU':>6s} {'switched':>8s} "
+          f"{'us/solve':>10s} {'max rel. error':>14s}")
+    table = {}
+    for label, model, theta, times, rtol, atol in _solver_cases():
+        reference = _radau(model, theta, times, atol)
+        t_out, row_ptr = pack_times([times])
+        ev = pack_events(model, [[]])
+        for method in METHODS:
+            solver = kernel(model, method)
+            args = (theta[None, :], t_out, row_ptr, ev.time, ev.kind, ev.index, ev.value, ev.ptr,
+                    rtol, atol, 20_000)
+            states, _, status, counts = solver(*args)
+            steps, rejected, lu, switched = (int(c) for c in counts[0])
+            row = {"steps": steps, "rejected": rejected, "lu": lu, "switched": bool(switched),
+                   "status": int(status[0])}
+            if status[0] == 0:
+                calls = max(5, min(repeat // 10, int(0.2 / max(_seconds(solver, args), 1e-7))))
+                row["us"] = round(median_us(lambda s=solver, a=args: s(*a), calls), 1)
+                row["error"] = float(np.max(np.abs(states - reference) / (np.abs(reference) + atol)))
+                shown = f"{row['us']:10.1f} {row['error']:14.1e}"
+            else:
+                shown = f"{'failed: ' + str(status[0]):>25s}"
+            print(f"{label:19s} {method:9s} {steps:7d} {rejected:8d} {lu:6d} {switched:8d} {shown}")
+            table.setdefault(label, {})[method] = row
+    print(_solver_targets(table))
+    return {"solvers": table}
+
+
+def _seconds(solver, args) -> float:
+    start = time.perf_counter()
+    solver(*args)
+    return time.perf_counter() - start
+
+
+def _solver_targets(table: dict) -> str:
+    """Check the targets of issue 14 on the measured table; return the lines to print."""
+    acute, gc = table["acute_inflammation"], table["gc_receptor"]
+    lines = []
+
+    def check(ok: bool, text: str) -> None:
+        lines.append(f"target {'met' if ok else 'NOT met'}: {text}")
+
+    ratio = acute["rodas5"]["us"] / acute["explicit"]["us"]
+    check(ratio <= 2.0, f"stiff path (rodas5) on acute_inflammation within 2x of explicit: {ratio:.2f}x")
+    ratio = gc["explicit"]["us"] / gc["rodas5"]["us"]
+    check(ratio >= 2.0, f"rodas5 on gc_receptor at least 2x faster than explicit: {ratio:.2f}x")
+    for label, row in (("acute_inflammation", acute), ("gc_receptor", gc)):
+        best = min(row["explicit"]["us"], row["rodas5"]["us"])
+        ratio = row["auto"]["us"] / best
+        check(ratio <= 1.3, f"auto on {label} within 1.3x of the better method: {ratio:.2f}x")
+    return "\n".join(lines)
+
+
 SECTIONS: dict[str, Callable[[Problem, int], dict]] = {
     "compiled": section_compiled,
     "pytensor": section_pytensor,
     "scipy": section_scipy,
     "cohort": section_cohort,
+    "solvers": section_solvers,
     "nuts": section_nuts,
     "batch": section_batch,
 }
@@ -374,7 +465,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     summary = {k: (round(v, 2) if isinstance(v, float) and (k.endswith("_us") or k.startswith("speedup"))
                    else v)
                for k, v in results.items()
-               if not isinstance(v, np.ndarray | dict) or k == "scipy_us" or k.startswith("nuts_")}
+               if not isinstance(v, np.ndarray | dict) or k in ("scipy_us", "solvers")
+               or k.startswith("nuts_")}
     print(json.dumps(summary))
     return summary
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from models import MODELS, ModelError, SolverSettings, get_model
+from models.solvers import METHODS
 
 EXIT_BAD_INPUT = 2
 
@@ -434,7 +435,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--random-effects", help="parameters varying between subjects (comma list)")
     p.add_argument("--group-effects", help="parameters differing between groups (comma list)")
     p.add_argument("--likelihood", choices=list(LIKELIHOODS), default="lognormal")
-    p.add_argument("--method", choices=["explicit", "stiff"], default="explicit")
+    p.add_argument("--method", choices=list(METHODS), default=SolverSettings.method,
+                   help="ODE solver; the default 'auto' switches to a stiff method where needed")
     p.add_argument("--rtol", type=float, default=1e-6)
     p.add_argument("--atol", type=float, default=1e-6)
     p.add_argument("--max-steps", type=int, default=20_000)

@@ -401,7 +401,7 @@ def _check_solver(idata, t: Thresholds) -> Check:
     advice = ""
     if status != PASS:
         advice = ("Some proposals reached parameter values where the ODE could not be solved (each "
-                  "was rejected): try the stiff solver (--method stiff), raise --max-steps, and check "
+                  "was rejected): try a stiff solver (--method rodas5), raise --max-steps, and check "
                   "that the priors do not allow implausibly fast rates.")
     return Check("solver_failures", title, status, float(n), criterion, message, advice)
 

@@ -21,7 +21,6 @@ declared in Python or in a small TOML file (read with :mod:`tomllib`)::
     [hypotheses.H3]
     model = "gc_receptor"
     group_effects = ["k_D"]
-    solver = { method = "stiff" }
 
 Keys of a hypothesis: ``description``, ``model`` (default ``acute_inflammation``), ``fixed``
 (``{parameter = number}``), ``priors`` (``{parameter = {kind = "LogNormal", median = .., sigma =
@@ -32,7 +31,8 @@ Keys of a hypothesis: ``description``, ``model`` (default ``acute_inflammation``
 set; the tables ``fixed``, ``priors`` and ``covariates`` are merged per parameter (the
 hypothesis wins), and a parameter the hypothesis fixes drops out of the priors and effects it
 inherits (``fixed = { r = 0.0 }`` beside a default ``random_effects = [..., "r"]``). Without a
-``solver``, a model's recommended method is used (``stiff`` for ``gc_receptor``).
+``solver``, the default settings apply (method ``auto``, which switches to a stiff method where
+a subject's solution is stiff).
 
 Loading is a linter: every hypothesis is checked against its model (and, given a dataset, against
 the data), and one :class:`~models.ModelError` lists every problem, each naming the file, the
@@ -55,7 +55,7 @@ from .data import Dataset
 from .measurement import LIKELIHOODS
 from .priors import PRIOR_KINDS, prior_from_dict
 
-__all__ = ["HYPOTHESIS_KEYS", "RECOMMENDED_SOLVER", "Hypothesis", "check_hypotheses", "load_hypotheses",
+__all__ = ["HYPOTHESIS_KEYS", "Hypothesis", "check_hypotheses", "load_hypotheses",
            "load_priors", "parse_hypotheses"]
 
 #: Keys a hypothesis (or the ``[defaults]`` table) may set.
@@ -64,8 +64,6 @@ HYPOTHESIS_KEYS = ("description", "model", "fixed", "priors", "random_effects", 
 _MERGED_KEYS = ("fixed", "priors", "covariates")  # merged per parameter with [defaults]
 _STRUCTURE_KEYS = ("priors", "random_effects", "group_effects", "covariates")
 _SOLVER_FIELDS = ("method", "rtol", "atol", "max_steps")
-# Models whose time scales are far apart need the implicit solver (models/library docstrings).
-RECOMMENDED_SOLVER = {"gc_receptor": "stiff"}
 # A hypothesis name becomes a file name (DIR/<name>.nc) and an HTML id.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -85,7 +83,7 @@ class Hypothesis:
     options
         Fixed parameters (e.g. ``{"r": 0.0}``: "cortisol suppresses fully"), priors, cohort
         structure, likelihood and solver (:class:`~inference.build.ModelOptions`). ``None``: the
-        defaults, with the model's recommended solver method.
+        defaults (solver method ``auto``, which switches to a stiff method where needed).
 
     Raises
     ------
@@ -101,8 +99,7 @@ class Hypothesis:
 
     def __post_init__(self) -> None:
         if self.options is None:
-            method = RECOMMENDED_SOLVER.get(self.model, "explicit")
-            object.__setattr__(self, "options", ModelOptions(solver=SolverSettings(method=method)))
+            object.__setattr__(self, "options", ModelOptions())
         problems = _problems(self)
         if problems:
             error = ModelError(problems[0] if len(problems) == 1 else
@@ -390,8 +387,6 @@ def _from_table(name: str, table: Mapping[str, Any], defaults: Mapping[str, Any]
     if problems:
         return None, problems
     head = {k: kwargs.pop(k) for k in ("model", "description") if k in kwargs}
-    if "solver" not in kwargs:
-        kwargs["solver"] = SolverSettings(method=RECOMMENDED_SOLVER.get(head.get("model", ""), "explicit"))
     try:
         return Hypothesis(name=name, **head, options=ModelOptions(**kwargs)), []
     except ModelError as error:
@@ -469,7 +464,7 @@ def _positive(value) -> float:
 
 
 def _solver(value) -> SolverSettings:
-    spec = _table(value, "solver settings, e.g. { method = \"stiff\", rtol = 1e-6 }")
+    spec = _table(value, "solver settings, e.g. { method = \"rodas5\", rtol = 1e-6 }")
     unknown = sorted(set(spec) - set(_SOLVER_FIELDS))
     if unknown:
         raise TypeError(f"unknown solver setting(s) {unknown}; expected {list(_SOLVER_FIELDS)}")

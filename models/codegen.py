@@ -2,7 +2,9 @@
 
 From :class:`~models.spec.OdeModel` we derive, symbolically, f(t, y, theta), df/dy, df/dtheta,
 y0(theta) and dy0/dtheta, simplify them with common-subexpression elimination and print them as
-numba functions. The generated module also builds the solver kernels around those functions.
+numba functions: the ones the registered solver methods need (``solvers.registry``), including
+the second-derivative term d/dy (J S + P) . v of Rosenbrock sensitivities. ``solvers.kernel``
+builds the solver kernels around them.
 
 The module is written to a cache folder under a name that hashes the model's generated code and
 the solvers' source, so numba's on-disk cache can never serve code of an older model or solver.
@@ -22,8 +24,8 @@ import sympy
 
 from .spec import MathNamespace, ModelError, OdeModel
 
-_RESERVED = {"t", "y", "th", "dy", "J", "Jp", "S", "dS", "y0", "S0", "math", "numba", "j"}
-_SOLVER_SOURCES = ("solvers/common.py", "solvers/explicit.py", "solvers/stiff.py", "codegen.py")
+_RESERVED = {"t", "y", "th", "dy", "J", "Jp", "S", "dS", "D", "v", "y0", "S0", "active", "math",
+             "numba", "j"}
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,8 @@ def _unpack(symbols: list[sympy.Symbol], array: str, used: set) -> list[str]:
 def generate_source(model: OdeModel) -> str:
     """Return the Python source of the model's numba module.
 
-    The module defines ``rhs``, ``jac``, ``jac_theta``, ``sens_rhs``, ``initial``, ``initial_jac``
-    and the solver kernels ``solve_explicit`` and ``solve_stiff``.
+    The module defines ``N_STATES``, ``N_THETA`` and those of ``rhs``, ``jac``, ``jac_theta``,
+    ``sens_rhs``, ``sens_jac_dir``, ``initial`` and ``initial_jac`` that a registered method needs.
     """
     sym = symbolic(model)
     n, q = len(sym.states), len(sym.theta)
@@ -99,55 +101,80 @@ def generate_source(model: OdeModel) -> str:
         "import math",
         "",
         "from models.solvers.common import compile_kernel",
-        "from models.solvers.explicit import make_explicit",
-        "from models.solvers.stiff import make_stiff",
         "",
         f"N_STATES = {n}",
         f"N_THETA = {q}",
         "",
     ]
+    from .solvers.registry import generated_functions  # here: models.solvers imports this module
+
+    wanted = generated_functions()
+    pieces = {}
     f_out = [(f"dy[{i}]", sym.f[i]) for i in range(n)]
-    lines += header("rhs", "t, y, th, dy", list(sym.f)) + _body(f_out) + ["", ""]
+    pieces["rhs"] = header("rhs", "t, y, th, dy", list(sym.f)) + _body(f_out)
 
     jac_nz = [(i, k) for i in range(n) for k in range(n) if sym.jac_y[i, k] != 0]
     jp_nz = [(i, k) for i in range(n) for k in range(q) if sym.jac_theta[i, k] != 0]
-    lines += header("jac", "t, y, th, J", [sym.jac_y[i, k] for i, k in jac_nz])
-    lines += ["    J[:, :] = 0.0"] + _body([(f"J[{i}, {k}]", sym.jac_y[i, k]) for i, k in jac_nz])
-    lines += ["", ""]
+    pieces["jac"] = header("jac", "t, y, th, J", [sym.jac_y[i, k] for i, k in jac_nz])
+    pieces["jac"] += ["    J[:, :] = 0.0"] + _body([(f"J[{i}, {k}]", sym.jac_y[i, k]) for i, k in jac_nz])
     # active[k] is 0 once an event has set theta[k] (see models.solvers.common.make_driver).
-    lines += header("jac_theta", "t, y, th, active, Jp", [sym.jac_theta[i, k] for i, k in jp_nz])
-    lines += ["    Jp[:, :] = 0.0"]
-    lines += _body([(f"Jp[{i}, {k}]", sym.jac_theta[i, k]) for i, k in jp_nz])
-    lines += [f"    for k in range({q}):", "        for i in range(" + str(n) + "):",
-              "            Jp[i, k] *= active[k]", "", ""]
+    lines_p = header("jac_theta", "t, y, th, active, Jp", [sym.jac_theta[i, k] for i, k in jp_nz])
+    lines_p += ["    Jp[:, :] = 0.0"]
+    lines_p += _body([(f"Jp[{i}, {k}]", sym.jac_theta[i, k]) for i, k in jp_nz])
+    lines_p += [f"    for k in range({q}):", "        for i in range(" + str(n) + "):",
+                "            Jp[i, k] *= active[k]"]
+    pieces["jac_theta"] = lines_p
 
     # dS/dt = J S + Jp, printed with J's sparsity (the cheapest form for the explicit method).
     sens_exprs = [(f"J_{i}_{k}", sym.jac_y[i, k]) for i, k in jac_nz]
     sens_exprs += [(f"P_{i}_{k}", sym.jac_theta[i, k]) for i, k in jp_nz]
-    lines += header("sens_rhs", "t, y, th, active, S, dS", [e for _, e in sens_exprs])
-    lines += _body(sens_exprs)
-    # One loop per row, over a length known only at run time: LLVM vectorises that loop, but
-    # neither one that writes several rows nor one of fewer than 16 iterations known at compile
-    # time (measured: 25% less time per call for the reference model).
-    for i in range(n):
-        terms = [f"J_{i}_{k} * S[{k}, j]" for (r, k) in jac_nz if r == i]
-        lines += ["    for j in range(S.shape[1]):", f"        dS[{i}, j] = {' + '.join(terms) or '0.0'}"]
-    lines += [f"    dS[{i}, {k}] += P_{i}_{k} * active[{k}]" for i, k in jp_nz] + ["", ""]
+    pieces["sens_rhs"] = header("sens_rhs", "t, y, th, active, S, dS", [e for _, e in sens_exprs])
+    pieces["sens_rhs"] += _body(sens_exprs) + _product_rows(n, jac_nz, jp_nz, "J", "P", "S", "dS")
 
-    lines += header("initial", "th, y0", list(sym.y0))
-    lines += _body([(f"y0[{i}]", sym.y0[i]) for i in range(n)]) + ["", ""]
+    # D = d/dy (J S + P) . v: the directional derivative of dS/dt in y (second derivatives of f).
+    v = [sympy.Symbol(f"_v{i}", real=True) for i in range(n)]
+
+    def along_v(e):
+        return sum(sympy.diff(e, x) * vi for x, vi in zip(sym.states, v, strict=True))
+
+    jac_v, jp_v = sym.jac_y.applyfunc(along_v), sym.jac_theta.applyfunc(along_v)
+    jv_nz = [(i, k) for i in range(n) for k in range(n) if jac_v[i, k] != 0]
+    pv_nz = [(i, k) for i in range(n) for k in range(q) if jp_v[i, k] != 0]
+    dir_exprs = [(f"J_{i}_{k}", jac_v[i, k]) for i, k in jv_nz]
+    dir_exprs += [(f"P_{i}_{k}", jp_v[i, k]) for i, k in pv_nz]
+    used = set().union(*(e.free_symbols for _, e in dir_exprs)) if dir_exprs else set()
+    pieces["sens_jac_dir"] = header("sens_jac_dir", "y, th, active, S, v, D", [e for _, e in dir_exprs])
+    pieces["sens_jac_dir"] += [f"    _v{i} = v[{i}]" for i in range(n) if v[i] in used]
+    pieces["sens_jac_dir"] += _body(dir_exprs) + _product_rows(n, jv_nz, pv_nz, "J", "P", "S", "D")
+
+    pieces["initial"] = header("initial", "th, y0", list(sym.y0))
+    pieces["initial"] += _body([(f"y0[{i}]", sym.y0[i]) for i in range(n)])
     y0_nz = [(i, k) for i in range(n) for k in range(q) if sym.y0_jac[i, k] != 0]
-    lines += header("initial_jac", "th, S0", [sym.y0_jac[i, k] for i, k in y0_nz])
-    lines += ["    S0[:, :] = 0.0"] + _body([(f"S0[{i}, {k}]", sym.y0_jac[i, k]) for i, k in y0_nz])
-    lines += ["", ""]
-    lines += [f'{f} = compile_kernel({f}, f"{{__name__}}.{f}")'
-              for f in ("rhs", "jac", "jac_theta", "sens_rhs", "initial", "initial_jac")]
-    lines += [
-        "solve_explicit = make_explicit(rhs, sens_rhs, initial, initial_jac, N_STATES, N_THETA, __name__)",
-        "solve_stiff = make_stiff(rhs, jac, jac_theta, initial, initial_jac, N_STATES, N_THETA, __name__)",
-        "",
-    ]
+    pieces["initial_jac"] = header("initial_jac", "th, S0", [sym.y0_jac[i, k] for i, k in y0_nz])
+    pieces["initial_jac"] += ["    S0[:, :] = 0.0"]
+    pieces["initial_jac"] += _body([(f"S0[{i}, {k}]", sym.y0_jac[i, k]) for i, k in y0_nz])
+
+    for name in wanted:
+        lines += pieces[name] + ["", ""]
+    lines += [f'{f} = compile_kernel({f}, f"{{__name__}}.{f}")' for f in wanted]
+    lines += [""]
     return "\n".join(lines)
+
+
+def _product_rows(n, jac_nz, p_nz, jac_name, p_name, source, target) -> list[str]:
+    """Print ``target = J source + P * active`` from the scalars J_i_k and P_i_k, by rows.
+
+    One loop per row, over a length known only at run time: LLVM vectorises that loop, but
+    neither one that writes several rows nor one of fewer than 16 iterations known at compile
+    time (measured: 25% less time per call for the reference model).
+    """
+    lines = []
+    for i in range(n):
+        terms = [f"{jac_name}_{i}_{k} * {source}[{k}, j]" for (r, k) in jac_nz if r == i]
+        lines += [f"    for j in range({source}.shape[1]):",
+                  f"        {target}[{i}, j] = {' + '.join(terms) or '0.0'}"]
+    lines += [f"    {target}[{i}, {k}] += {p_name}_{i}_{k} * active[{k}]" for i, k in p_nz]
+    return lines
 
 
 def cache_dir() -> Path:
@@ -160,8 +187,8 @@ def source_hash(model: OdeModel) -> str:
     """Hash of the generated model code and the solver code: the identity of compiled kernels."""
     digest = hashlib.sha256(generate_source(model).encode())
     here = Path(__file__).parent
-    for name in _SOLVER_SOURCES:
-        digest.update((here / name).read_bytes())
+    for path in [here / "codegen.py", *sorted((here / "solvers").glob("*.py"))]:
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -21,7 +21,7 @@ def simulate(
     params: Mapping[str, float] | None = None,
     inputs: Mapping[str, float] | None = None,
     times: Sequence[float] | np.ndarray = (0, 1, 2, 3, 4, 6, 8, 12, 24),
-    method: str = "explicit",
+    method: str = "auto",
     rtol: float = 1e-6,
     atol: float = 1e-6,
     max_steps: int = 20_000,

@@ -1,7 +1,8 @@
-"""Compiled ODE solvers with forward sensitivities, swappable by name: "explicit" and "stiff".
+"""Compiled ODE solvers with forward sensitivities, swappable by name (see ``registry.METHODS``).
 
-Both kernels share one interface (see :func:`solve`): a batch of subjects, each with its own
-``theta`` (parameters then inputs), sample times and events, in one call.
+Every method shares one interface (see :func:`solve`): a batch of subjects, each with its own
+``theta`` (parameters then inputs), sample times and events, in one call. The default, "auto",
+starts explicit and switches a subject to the stiff Rodas5 method when it detects stiffness.
 """
 
 from __future__ import annotations
@@ -13,19 +14,38 @@ import numpy as np
 
 from ..codegen import compile_model
 from ..spec import ModelError, OdeModel
-from .common import EVENT_BOLUS, EVENT_SET, STATUS_MESSAGES, SUCCESS
+from .common import (
+    EVENT_BOLUS,
+    EVENT_SET,
+    FACTORIZATIONS,
+    REJECTED,
+    STATUS_MESSAGES,
+    STEPS,
+    SUCCESS,
+    SWITCHED,
+    make_driver,
+)
+from .registry import METHODS, Method
 
-METHODS = {
-    "explicit": "solve_explicit",  # Dormand-Prince 5(4), dense output
-    "stiff": "solve_stiff",  # Kvaerno ESDIRK 3(2), L-stable
-}
+__all__ = [
+    "METHODS",
+    "Event",
+    "EventArrays",
+    "Method",
+    "Solution",
+    "SolverSettings",
+    "kernel",
+    "pack_events",
+    "pack_times",
+    "solve",
+]
 
 
 @dataclass(frozen=True)
 class SolverSettings:
     """Solver method and tolerances (tolerances apply to every state, in its own unit)."""
 
-    method: str = "explicit"
+    method: str = "auto"
     rtol: float = 1e-6
     atol: float = 1e-6
     max_steps: int = 20_000
@@ -66,14 +86,35 @@ class Solution:
         d state / d theta at the same rows.
     status : ndarray of int, shape (n_subjects,)
         0 on success, else a code of ``STATUS_MESSAGES``.
-    steps : ndarray of int, shape (n_subjects,)
-        Accepted plus rejected steps per subject.
+    counts : ndarray of int, shape (n_subjects, 4)
+        Work per subject, as the kernel returns it: see ``steps``, ``rejected``,
+        ``factorizations`` and ``switched``.
     """
 
     states: np.ndarray
     sensitivities: np.ndarray
     status: np.ndarray
-    steps: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Accepted plus rejected steps per subject."""
+        return self.counts[:, STEPS]
+
+    @property
+    def rejected(self) -> np.ndarray:
+        """Rejected steps per subject."""
+        return self.counts[:, REJECTED]
+
+    @property
+    def factorizations(self) -> np.ndarray:
+        """LU factorisations per subject (0 for the explicit method)."""
+        return self.counts[:, FACTORIZATIONS]
+
+    @property
+    def switched(self) -> np.ndarray:
+        """True where "auto" found the subject stiff and switched to its stiff method."""
+        return self.counts[:, SWITCHED].astype(bool)
 
     @property
     def success(self) -> bool:
@@ -137,11 +178,24 @@ def pack_times(times: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(flat) if flat else np.zeros(0), np.array(ptr, dtype=np.int64)
 
 
+_KERNELS: dict[tuple[str, str], object] = {}
+
+
 def kernel(model: OdeModel, method: str):
-    """Return the compiled batch kernel of ``model`` for ``method`` (see ``make_driver``)."""
+    """Return the compiled batch kernel of ``model`` for ``method``.
+
+    ``kernel(theta, t_out, row_ptr, ev_time, ev_kind, ev_index, ev_value, ev_ptr, rtol, atol,
+    max_steps) -> (states, sensitivities, status, counts)``; see ``common.make_driver``.
+    """
     if method not in METHODS:
         raise ModelError(f"unknown solver method {method!r}; choose one of {list(METHODS)}")
-    return getattr(compile_model(model), METHODS[method])
+    module = compile_model(model)
+    key = (module.__name__, method)
+    if key not in _KERNELS:
+        advance = METHODS[method].make_advance(module, module.N_STATES, module.N_THETA, module.__name__)
+        _KERNELS[key] = make_driver(advance, module.initial, module.initial_jac, module.N_STATES,
+                                    module.N_THETA, f"{module.__name__}.{method}")
+    return _KERNELS[key]
 
 
 def solve(
@@ -163,8 +217,8 @@ def solve(
         raise ModelError(f"{len(times)} time arrays for {theta.shape[0]} subjects")
     t_flat, row_ptr = pack_times(times)
     ev = pack_events(model, events if events is not None else [[]] * theta.shape[0])
-    y, sens, status, steps = kernel(model, settings.method)(
+    y, sens, status, counts = kernel(model, settings.method)(
         theta, t_flat, row_ptr, ev.time, ev.kind, ev.index, ev.value, ev.ptr,
         settings.rtol, settings.atol, settings.max_steps,
     )
-    return Solution(y, sens, status, steps)
+    return Solution(y, sens, status, counts)

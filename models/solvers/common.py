@@ -1,4 +1,4 @@
-"""Parts every solver kernel shares: status codes, error norm, LU, first step, the subject loop.
+"""Parts every solver kernel shares: status codes, work counters, LU, the subject loop.
 
 Kernels are numba closures built around a model's generated functions. They never raise: a
 failure is returned as a status code per subject, and that subject's outputs are NaN.
@@ -19,6 +19,16 @@ STATUS_MESSAGES = {
     NOT_FINITE: "non-finite state",
     NEWTON_FAILED: "Newton iteration did not converge even at the smallest step",
 }
+# Internal: the explicit method of "auto" found the problem stiff and hands over (never returned).
+STIFFNESS_DETECTED = -1
+
+# Work counters per subject (columns of the kernels' fourth output): steps tried (accepted plus
+# rejected), rejected steps, LU factorisations, and 1 once "auto" switched to its stiff method.
+STEPS = 0
+REJECTED = 1
+FACTORIZATIONS = 2
+SWITCHED = 3
+N_COUNTS = 4
 
 # Compilation options of every kernel function (the generated model functions use the same).
 # Numba lets a function that leaves ``fastmath`` or ``error_model`` unset inherit them from the
@@ -38,7 +48,16 @@ def compile_kernel(py_func, key: str):
     each kernel (seconds per model and method) and left a dead cache entry behind. ``key`` is
     the generated module's name (a hash of the model and the solver sources) plus the function's
     name, so it names exactly one compiled code.
+
+    ``key`` also becomes the function's qualified name. Numba names compiled code by qualified
+    name plus a per-process counter, and links a cached kernel to its callees by that name: two
+    models' closures of the same source (say each model's explicit integrator) compiled in
+    different processes could carry the same name, and a process loading both linked one model's
+    kernel to the other's integrator (seen: "total size of new array must be unchanged"). A
+    unique name also gives each kernel its own cache index file, which concurrent processes
+    then no longer rewrite in turn.
     """
+    py_func.__qualname__ = key
     dispatcher = numba.njit(**JIT_OPTIONS)(py_func)
     dispatcher._set_uuid(key)
     return dispatcher
@@ -54,16 +73,6 @@ def njit(py_func):
 # Bolus events add to a state; input events set theta[index] from their time on.
 EVENT_BOLUS = 0
 EVENT_SET = 1
-
-
-@njit
-def rms_norm(err, y_old, y_new, rtol, atol):
-    """Weighted RMS norm of a local error estimate (Hairer, Norsett & Wanner II.4)."""
-    total = 0.0
-    for i in range(err.shape[0]):
-        scale = atol + rtol * max(abs(y_old[i]), abs(y_new[i]))
-        total += (err[i] / scale) ** 2
-    return np.sqrt(total / err.shape[0])
 
 
 @njit
@@ -118,11 +127,12 @@ def lu_solve(lu, piv, b):
 
 
 @njit
-def lu_solve_columns(lu, piv, b):
+def lu_solve_columns(lu, piv, b, row):
     """Solve ``lu_factor``'s system in place for every column of the n x m matrix ``b``.
 
     Row operations on whole rows of ``b`` (the same arithmetic as ``lu_solve`` per column, in
-    the same order), so that the innermost loop runs along contiguous memory.
+    the same order), accumulated in the buffer ``row`` (length m): the innermost loops run along
+    contiguous memory that LLVM knows is not written through another name (2x faster).
     """
     n, m = b.shape
     for k in range(n):
@@ -131,56 +141,39 @@ def lu_solve_columns(lu, piv, b):
             for j in range(m):
                 b[k, j], b[p, j] = b[p, j], b[k, j]
     for i in range(1, n):
-        for k in range(i):
-            for j in range(m):
-                b[i, j] -= lu[i, k] * b[k, j]
-    for i in range(n - 1, -1, -1):
-        for k in range(i + 1, n):
-            for j in range(m):
-                b[i, j] -= lu[i, k] * b[k, j]
         for j in range(m):
-            b[i, j] /= lu[i, i]
+            row[j] = b[i, j]
+        for k in range(i):
+            a = lu[i, k]
+            for j in range(m):
+                row[j] -= a * b[k, j]
+        for j in range(m):
+            b[i, j] = row[j]
+    for i in range(n - 1, -1, -1):
+        for j in range(m):
+            row[j] = b[i, j]
+        for k in range(i + 1, n):
+            a = lu[i, k]
+            for j in range(m):
+                row[j] -= a * b[k, j]
+        d = lu[i, i]
+        for j in range(m):
+            b[i, j] = row[j] / d
 
 
-@njit
-def first_step_guess(y0, f0, rtol, atol):
-    """First trial step from y0 and f0 (Hairer's heuristic, part one); 0.0 means 'no scale'."""
-    d0 = 0.0
-    d1 = 0.0
-    for i in range(y0.shape[0]):
-        scale = atol + rtol * abs(y0[i])
-        d0 += (y0[i] / scale) ** 2
-        d1 += (f0[i] / scale) ** 2
-    d0 = np.sqrt(d0 / y0.shape[0])
-    d1 = np.sqrt(d1 / y0.shape[0])
-    if d0 < 1e-5 or d1 < 1e-5:
-        return 1e-6, d1
-    return 0.01 * d0 / d1, d1
-
-
-@njit
-def first_step(h0, d1, y0, f0, f1, rtol, atol, order, span):
-    """First step from the change of f over a trial step h0 (Hairer's heuristic, part two)."""
-    d2 = 0.0
-    for i in range(y0.shape[0]):
-        scale = atol + rtol * abs(y0[i])
-        d2 += ((f1[i] - f0[i]) / scale) ** 2
-    d2 = np.sqrt(d2 / y0.shape[0]) / h0
-    if max(d1, d2) <= 1e-15:
-        h1 = max(1e-6, h0 * 1e-3)
-    else:
-        h1 = (0.01 / max(d1, d2)) ** (1.0 / (order + 1))
-    return min(100 * h0, h1, span)
-
-
-def make_driver(integrate, initial, initial_jac, n_states, n_theta, key):
+def make_driver(advance, initial, initial_jac, n_states, n_theta, key):
     """Build the kernel that loops over subjects and events around a segment integrator.
 
-    ``integrate(t0, t1, y, S, th, active, t_out, k, k_end, Y, SY, rtol, atol, max_steps)``
-    advances state ``y`` and sensitivities ``S`` from t0 to t1, writes every output with time in
-    (t0, t1] and returns ``(status, steps)``. ``active[j]`` is 1 until an event sets ``th[j]``,
-    then 0: from then on ``th[j]`` no longer depends on its original value, so df/dtheta_j stops
-    feeding the sensitivities (only through the states does the earlier value still act).
+    ``advance(t0, t1, h0, y, S, th, active, t_out, k, k_end, Y, SY, rtol, atol, max_steps,
+    counts)`` advances state ``y`` and sensitivities ``S`` from t0 towards t1, writes every output
+    with time in (t0, t reached], adds its work to ``counts`` (see ``STEPS``...) and returns
+    ``(status, t reached, next step)``; ``h0 = 0`` asks it to choose the first step. ``active[j]``
+    is 1 until an event sets ``th[j]``, then 0: from then on ``th[j]`` no longer depends on its
+    original value, so df/dtheta_j stops feeding the sensitivities (only through the states does
+    the earlier value still act).
+
+    The kernel returns ``(Y, SY, status, counts)``: states and sensitivities at the sample times,
+    a status per subject and the work counters, shape (n_subjects, N_COUNTS).
     """
 
     def solve(theta, t_out, row_ptr, ev_time, ev_kind, ev_index, ev_value, ev_ptr,
@@ -190,7 +183,8 @@ def make_driver(integrate, initial, initial_jac, n_states, n_theta, key):
         Y = np.empty((n_rows, n_states))
         SY = np.empty((n_rows, n_states, n_theta))
         status = np.zeros(n_subjects, dtype=np.int64)
-        steps = np.zeros(n_subjects, dtype=np.int64)
+        counts = np.zeros((n_subjects, N_COUNTS), dtype=np.int64)
+        work = np.zeros(N_COUNTS, dtype=np.int64)
         y = np.empty(n_states)
         S = np.empty((n_states, n_theta))
         th = np.empty(n_theta)
@@ -198,6 +192,7 @@ def make_driver(integrate, initial, initial_jac, n_states, n_theta, key):
         for s in range(n_subjects):
             th[:] = theta[s]
             active[:] = 1.0
+            work[:] = 0
             initial(th, y)
             initial_jac(th, S)
             k = row_ptr[s]
@@ -212,14 +207,12 @@ def make_driver(integrate, initial, initial_jac, n_states, n_theta, key):
                 SY[k] = S
                 k += 1
             st = SUCCESS
-            used = 0
             while True:
                 has_event = e < e_end and ev_time[e] < t_final
                 t_stop = ev_time[e] if has_event else t_final
                 if t_stop > t:
-                    st, n_used = integrate(t, t_stop, y, S, th, active, t_out, k, k_end, Y, SY,
-                                           rtol, atol, max_steps - used)
-                    used += n_used
+                    st, _, _ = advance(t, t_stop, 0.0, y, S, th, active, t_out, k, k_end, Y, SY,
+                                       rtol, atol, max_steps, work)
                     if st != SUCCESS:
                         break
                     while k < k_end and t_out[k] <= t_stop:
@@ -237,7 +230,7 @@ def make_driver(integrate, initial, initial_jac, n_states, n_theta, key):
                 Y[row_ptr[s]:k_end] = np.nan
                 SY[row_ptr[s]:k_end] = np.nan
             status[s] = st
-            steps[s] = used
-        return Y, SY, status, steps
+            counts[s] = work
+        return Y, SY, status, counts
 
     return compile_kernel(solve, f"{key}.solve")

@@ -5,6 +5,9 @@ with the Jacobians evaluated at the stage values: this is the exact derivative o
 solution for the accepted step sizes (internal differentiation), so the gradient HMC sees matches
 its log density. The step size is controlled on the states. Outputs between steps come from the
 same dense output (Hairer's 4th-order continuous extension of DOPRI5) applied to y and S.
+
+Built with ``detect_stiffness=True`` (as "auto" does) the integrator also runs DOPRI5's
+stiffness test and stops, returning ``STIFFNESS_DETECTED``, once steps are held by stability.
 """
 
 import numpy as np
@@ -12,15 +15,22 @@ import numpy as np
 from .common import (
     MAX_STEPS,
     NOT_FINITE,
+    REJECTED,
     STEP_TOO_SMALL,
+    STEPS,
+    STIFFNESS_DETECTED,
     SUCCESS,
     all_finite,
     compile_kernel,
+    njit,
+)
+from .control import (
+    after_acceptance,
+    after_rejection,
     first_step,
     first_step_guess,
-    make_driver,
-    njit,
     rms_norm,
+    too_small,
 )
 
 C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0])
@@ -50,9 +60,13 @@ D = np.array(
     ]
 )
 ORDER = 5
-SAFETY = 0.9
-MIN_FACTOR = 0.2
 MAX_FACTOR = 10.0
+# Stiffness test of Hairer's DOPRI5: h * |f(z7) - f(z6)| / |z7 - z6| estimates h times the
+# dominant eigenvalue; past ~3.25 the step is held by stability, not accuracy. Stiff after
+# STIFF_STEPS such accepted steps, unless NONSTIFF_STEPS steps in a row below the bound intervene.
+STIFF_BOUND = 3.25
+STIFF_STEPS = 15
+NONSTIFF_STEPS = 6
 
 
 @njit
@@ -99,10 +113,12 @@ def _stage(x, h, k, s, out):
             )
 
 
-def make_explicit(rhs, sens_rhs, initial, initial_jac, n_states, n_theta, key):
-    """Build the batched Dormand-Prince kernel for one model's generated functions."""
+def make_advance(fn, n_states, n_theta, key, detect_stiffness=False):
+    """Build the Dormand-Prince segment integrator for one model's generated functions ``fn``."""
+    rhs, sens_rhs = fn.rhs, fn.sens_rhs
 
-    def integrate(t0, t1, y, S, th, active, t_out, k_out, k_end, Y, SY, rtol, atol, max_steps):
+    def advance(t0, t1, h0, y, S, th, active, t_out, k_out, k_end, Y, SY, rtol, atol, max_steps,
+                counts):
         # The step loop takes no slices or rows of arrays: numba counts the references to each
         # array view with atomic operations, which took a quarter of the kernel's time. Stage
         # values pass through preallocated buffers instead (z, f for y; Z, dS for S), and the
@@ -120,28 +136,35 @@ def make_explicit(rhs, sens_rhs, initial, initial_jac, n_states, n_theta, key):
         S_flat, Z_flat, dS_flat = S.reshape(m), Z.reshape(m), dS.reshape(m)
         SY_flat = SY.reshape((SY.shape[0], m))
         t = t0
+        while k_out < k_end and t_out[k_out] <= t0:
+            k_out += 1
         rhs(t, y, th, f)
         if not (all_finite(y) and all_finite(f)):
-            return NOT_FINITE, 0
-        h, d1 = first_step_guess(y, f, rtol, atol)
-        h = min(h, t1 - t0)
+            return NOT_FINITE, t, h0
         for i in range(n):
             ks[0, i] = f[i]
-            z[i] = y[i] + h * f[i]
-        rhs(t + h, z, th, f)
-        h = first_step(h, d1, y, ks[0], f, rtol, atol, ORDER - 1, t1 - t0)
+        if h0 > 0.0:
+            h = min(h0, t1 - t0)
+        else:
+            h, d1 = first_step_guess(y, f, rtol, atol)
+            h = min(h, t1 - t0)
+            for i in range(n):
+                z[i] = y[i] + h * f[i]
+            rhs(t + h, z, th, f)
+            h = first_step(h, d1, y, ks[0], f, rtol, atol, ORDER - 1, t1 - t0)
         sens_rhs(t, y, th, active, S, dS)
         KS[0] = dS_flat
-        steps = 0
+        stiff_steps = 0
+        nonstiff_steps = 0
         while t < t1:
-            if steps >= max_steps:
-                return MAX_STEPS, steps
-            if not h > 1e-14 * max(1.0, abs(t)):  # also catches a NaN step
-                return STEP_TOO_SMALL, steps
+            if counts[STEPS] >= max_steps:
+                return MAX_STEPS, t, h
+            if too_small(h, t):
+                return STEP_TOO_SMALL, t, h
             last = h >= t1 - t
             if last:
                 h = t1 - t
-            steps += 1
+            counts[STEPS] += 1
             for s in range(1, 7):
                 _stage(y, h, ks, s, z)
                 for i in range(n):
@@ -156,12 +179,9 @@ def make_explicit(rhs, sens_rhs, initial, initial_jac, n_states, n_theta, key):
                     acc += E[j] * ks[j, i]
                 err[i] = h * acc
             e = rms_norm(err, y, y_new, rtol, atol)
-            if not np.isfinite(e):
-                h *= MIN_FACTOR
-                last = False
-                continue
-            if e > 1.0:
-                h *= max(MIN_FACTOR, SAFETY * e ** (-1.0 / ORDER))
+            if not e <= 1.0:  # too large, or NaN
+                counts[REJECTED] += 1
+                h = after_rejection(h, e, ORDER)
                 continue
             # Accepted: advance the sensitivities through the same stages.
             for s in range(1, 7):
@@ -172,13 +192,26 @@ def make_explicit(rhs, sens_rhs, initial, initial_jac, n_states, n_theta, key):
                 for i in range(m):
                     KS[s, i] = dS_flat[i]
             if not all_finite(y_new):
-                return NOT_FINITE, steps
+                return NOT_FINITE, t, h
             t_new = t1 if last else t + h
             while k_out < k_end and t_out[k_out] <= t_new:
                 frac = (t_out[k_out] - t) / h
                 _dense(frac, h, y, y_new, ks, Y, k_out)
                 _dense(frac, h, S_flat, Z_flat, KS, SY_flat, k_out)
                 k_out += 1
+            if detect_stiffness:
+                num = 0.0
+                den = 0.0
+                for i in range(n):
+                    num += (ks[6, i] - ks[5, i]) ** 2
+                    den += (zs[6, i] - zs[5, i]) ** 2
+                if den > 0.0 and h * np.sqrt(num / den) > STIFF_BOUND:
+                    nonstiff_steps = 0
+                    stiff_steps += 1
+                else:
+                    nonstiff_steps += 1
+                    if nonstiff_steps == NONSTIFF_STEPS:
+                        stiff_steps = 0
             t = t_new
             for i in range(n):
                 y[i] = y_new[i]
@@ -186,8 +219,10 @@ def make_explicit(rhs, sens_rhs, initial, initial_jac, n_states, n_theta, key):
             for i in range(m):
                 S_flat[i] = Z_flat[i]
                 KS[0, i] = KS[6, i]
-            h *= min(MAX_FACTOR, SAFETY * max(e, 1e-10) ** (-1.0 / ORDER))
-        return SUCCESS, steps
+            h = after_acceptance(h, e, ORDER, MAX_FACTOR)
+            if stiff_steps == STIFF_STEPS and t < t1:
+                return STIFFNESS_DETECTED, t, h
+        return SUCCESS, t, h
 
-    integrate = compile_kernel(integrate, f"{key}.explicit.integrate")
-    return make_driver(integrate, initial, initial_jac, n_states, n_theta, f"{key}.explicit")
+    name = "explicit_detecting" if detect_stiffness else "explicit"
+    return compile_kernel(advance, f"{key}.{name}.advance")

@@ -14,19 +14,26 @@ outputs carry no interpolation error.
 import numpy as np
 
 from .common import (
+    FACTORIZATIONS,
     MAX_STEPS,
     NOT_FINITE,
+    REJECTED,
     STEP_TOO_SMALL,
+    STEPS,
     SUCCESS,
     all_finite,
     compile_kernel,
-    first_step,
-    first_step_guess,
     lu_factor,
     lu_solve,
     lu_solve_columns,
-    make_driver,
+)
+from .control import (
+    after_acceptance,
+    after_rejection,
+    first_step,
+    first_step_guess,
     rms_norm,
+    too_small,
 )
 
 GAMMA = 0.43586652150
@@ -56,17 +63,16 @@ PREDICT = np.array(
 # Error weights: 3rd-order solution (stage 4) minus the embedded 2nd-order one (stage 3).
 E = np.array([_a41 - _a31, _a42 - _a32, _a43 - GAMMA, GAMMA])
 ORDER = 3
-SAFETY = 0.9
-MIN_FACTOR = 0.2
 MAX_FACTOR = 5.0
 NEWTON_TOL = 1e-5  # weighted RMS of the Newton update, in units of the error tolerance
 NEWTON_MAX_ITER = 8
 
 
-def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta, key):
-    """Build the batched Kvaerno3 kernel for one model's generated functions."""
+def make_advance(fn, n_states, n_theta, key):
+    """Build the Kvaerno3 segment integrator for one model's generated functions ``fn``."""
+    rhs, jac, jac_theta = fn.rhs, fn.jac, fn.jac_theta
 
-    def newton(t, h, base, z, th, f, J, M, piv, delta, rtol, atol):
+    def newton(t, h, base, z, th, f, J, M, piv, delta, rtol, atol, counts):
         """Solve z = base + h*gamma*f(t, z) in place; return False if it does not converge."""
         n = z.shape[0]
         previous = np.inf
@@ -78,6 +84,7 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta, key
                     M[i, j] = -h * GAMMA * J[i, j]
                 M[i, i] += 1.0
                 delta[i] = base[i] + h * GAMMA * f[i] - z[i]
+            counts[FACTORIZATIONS] += 1
             if not lu_factor(M, piv):
                 return False
             lu_solve(M, piv, delta)
@@ -93,7 +100,8 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta, key
 
     newton = compile_kernel(newton, f"{key}.stiff.newton")
 
-    def integrate(t0, t1, y, S, th, active, t_out, k_out, k_end, Y, SY, rtol, atol, max_steps):
+    def advance(t0, t1, h0, y, S, th, active, t_out, k_out, k_end, Y, SY, rtol, atol, max_steps,
+                counts):
         # As in the explicit kernel, the step loop takes no slices or rows of arrays (numba
         # counts references to views atomically) and allocates nothing: stage values pass
         # through the buffers z (states) and Z (sensitivities).
@@ -113,32 +121,37 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta, key
         piv = np.empty(n, dtype=np.int64)
         delta = np.empty(n)
         err = np.empty(n)
+        row = np.empty(q)
         t = t0
+        while k_out < k_end and t_out[k_out] <= t0:
+            k_out += 1
         rhs(t, y, th, ks[0])
         if not (all_finite(y) and all_finite(ks[0])):
-            return NOT_FINITE, 0
-        h, d1 = first_step_guess(y, ks[0], rtol, atol)
-        h = min(h, t1 - t0)
-        for i in range(n):
-            zs[1, i] = y[i] + h * ks[0, i]
-        rhs(t + h, zs[1], th, ks[1])
-        h = first_step(h, d1, y, ks[0], ks[1], rtol, atol, ORDER - 1, t1 - t0)
+            return NOT_FINITE, t, h0
+        if h0 > 0.0:
+            h = h0
+        else:
+            h, d1 = first_step_guess(y, ks[0], rtol, atol)
+            h = min(h, t1 - t0)
+            for i in range(n):
+                zs[1, i] = y[i] + h * ks[0, i]
+            rhs(t + h, zs[1], th, ks[1])
+            h = first_step(h, d1, y, ks[0], ks[1], rtol, atol, ORDER - 1, t1 - t0)
         jac(t, y, th, J)
         jac_theta(t, y, th, active, P)
         KS[0] = J @ S + P
-        steps = 0
         while t < t1:
-            if steps >= max_steps:
-                return MAX_STEPS, steps
-            if not h > 1e-14 * max(1.0, abs(t)):  # also catches a NaN step
-                return STEP_TOO_SMALL, steps
+            if counts[STEPS] >= max_steps:
+                return MAX_STEPS, t, h
+            if too_small(h, t):
+                return STEP_TOO_SMALL, t, h
             # End the step on the next output time (or the segment end).
             t_target = t1
             if k_out < k_end and t_out[k_out] < t1:
                 t_target = t_out[k_out]
             h_step = min(h, t_target - t)
             hits = h_step >= t_target - t
-            steps += 1
+            counts[STEPS] += 1
             ok = True
             for s in range(1, 4):
                 for i in range(n):
@@ -150,13 +163,14 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta, key
                     base[i] = y[i] + h_step * acc
                     z[i] = y[i] + h_step * guess
                 if not newton(t + C[s] * h_step, h_step, base, z, th, f, J, M, piv, delta,
-                              rtol, atol):
+                              rtol, atol, counts):
                     ok = False
                     break
                 for i in range(n):
                     zs[s, i] = z[i]
                     ks[s, i] = (z[i] - base[i]) / (h_step * GAMMA)
             if not ok:
+                counts[REJECTED] += 1
                 h = h_step * 0.25
                 continue
             for i in range(n):
@@ -166,14 +180,12 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta, key
                     acc += E[j] * ks[j, i]
                 err[i] = h_step * acc
             e = rms_norm(err, y, y_new, rtol, atol)
-            if not np.isfinite(e):
-                h = h_step * MIN_FACTOR
-                continue
-            if e > 1.0:
-                h = h_step * max(MIN_FACTOR, SAFETY * e ** (-1.0 / ORDER))
+            if not e <= 1.0:  # too large, or NaN
+                counts[REJECTED] += 1
+                h = after_rejection(h_step, e, ORDER)
                 continue
             if not all_finite(y_new):
-                return NOT_FINITE, steps
+                return NOT_FINITE, t, h
             # Accepted: sensitivities through the same stages (staggered direct method).
             for s in range(1, 4):
                 ts = t + C[s] * h_step
@@ -190,12 +202,13 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta, key
                         for j in range(s):
                             acc += A[s, j] * KS[j, i, p]
                         baseS[i, p] = S[i, p] + h_step * acc
+                counts[FACTORIZATIONS] += 1
                 lu_factor(M, piv)
                 hg = h_step * GAMMA
                 for i in range(n):
                     for p in range(q):
                         Z[i, p] = baseS[i, p] + hg * P[i, p]
-                lu_solve_columns(M, piv, Z)
+                lu_solve_columns(M, piv, Z, row)
                 for i in range(n):
                     for p in range(q):
                         KS[s, i, p] = (Z[i, p] - baseS[i, p]) / (h_step * GAMMA)
@@ -210,10 +223,9 @@ def make_stiff(rhs, jac, jac_theta, initial, initial_jac, n_states, n_theta, key
                 Y[k_out] = y
                 SY[k_out] = S
                 k_out += 1
-            factor = min(MAX_FACTOR, SAFETY * max(e, 1e-10) ** (-1.0 / ORDER))
             # A step shortened to hit an output time does not shrink the next one.
-            h = max(h, h_step * factor) if hits else h_step * factor
-        return SUCCESS, steps
+            h_next = after_acceptance(h_step, e, ORDER, MAX_FACTOR)
+            h = max(h, h_next) if hits else h_next
+        return SUCCESS, t, h
 
-    integrate = compile_kernel(integrate, f"{key}.stiff.integrate")
-    return make_driver(integrate, initial, initial_jac, n_states, n_theta, f"{key}.stiff")
+    return compile_kernel(advance, f"{key}.stiff.advance")

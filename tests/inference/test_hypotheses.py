@@ -49,9 +49,9 @@ def test_a_hypothesis_becomes_the_model_options_of_its_fit():
     assert ModelOptions.from_json(options.to_json()) == options
 
 
-def test_the_receptor_model_gets_the_stiff_solver_unless_told_otherwise():
-    assert Hypothesis("H3", model="gc_receptor").options.solver.method == "stiff"
-    assert Hypothesis("H1").options.solver.method == "explicit"
+def test_every_model_gets_the_default_solver_unless_told_otherwise():
+    assert Hypothesis("H3", model="gc_receptor").options.solver == SolverSettings()
+    assert Hypothesis("H1").options.solver.method == "auto"
     explicit = Hypothesis("H3", model="gc_receptor",
                           options=ModelOptions(solver=SolverSettings("explicit", rtol=1e-8)))
     assert explicit.options.solver == SolverSettings("explicit", rtol=1e-8)
@@ -112,7 +112,7 @@ def test_the_shipped_file_declares_h0_to_h3(cohort):
     assert hypotheses["H0"].options.fixed == {"r": 0.0}
     assert "r" not in hypotheses["H1"].options.fixed and not hypotheses["H1"].options.group_effects
     assert hypotheses["H2"].options.group_effects == ("r",)
-    assert hypotheses["H3"].model == "gc_receptor" and hypotheses["H3"].options.solver.method == "stiff"
+    assert hypotheses["H3"].model == "gc_receptor" and hypotheses["H3"].options.solver.method == "auto"
     for h in hypotheses.values():  # [defaults] reach every hypothesis
         assert h.options.random_effects == ("k_T", "k_IT", "k_C", "d_T", "C_b")
         assert h.options.priors == {"K_C": LogNormal(500.0, 0.2)}

@@ -39,7 +39,7 @@ def subjects(n, rng):
 @pytest.mark.parametrize(
     ("method", "rtol", "eps"),
     # verify_grad uses one-sided differences: the step must dominate the solver's error.
-    [("explicit", 1e-10, 1e-5), ("stiff", 1e-9, 1e-4)],
+    [("explicit", 1e-10, 1e-5), ("stiff", 1e-9, 1e-4), ("rodas5", 1e-10, 1e-5)],
 )
 def test_verify_grad_of_log_observables(method, rtol, eps, rng):
     op = OdeSolveOp(ACUTE, SolverSettings(method, rtol=rtol, atol=1e-2 * rtol, max_steps=10**6))

@@ -24,12 +24,11 @@ from models import (
     get_model,
     solve,
 )
-from models.solvers import pack_events, pack_times
+from models.solvers import METHODS, pack_events, pack_times
 from models.solvers.common import MAX_STEPS, STATUS_MESSAGES, SUCCESS
 
 ACUTE = get_model("acute_inflammation")
 GC = get_model("gc_receptor")
-METHODS = ("explicit", "stiff")
 N_PARAMS = len(ACUTE.parameters)
 
 
@@ -411,7 +410,7 @@ def _gc_event_sensitivities(method, columns):
     theta = GC.theta(GC.defaults(), {"dose": 2.0, "stress": 10.0})
     eps = 1e-4
     batch = np.concatenate([theta[None, :], log_perturbations(theta, columns, eps)])
-    rtol = 1e-10 if method == "explicit" else 1e-9  # the 3rd-order method needs ~7000 steps here
+    rtol = 1e-9 if method == "stiff" else 1e-10  # the 3rd-order method needs ~7000 steps here
     sol = solve(
         GC,
         batch,
@@ -441,18 +440,31 @@ def test_set_event_input_sensitivity_matches_finite_differences():
 
 
 # ---- 5. the stiff model ----------------------------------------------------------------------
-def test_stiff_model_needs_the_stiff_method(stress_reference):
+@pytest.mark.parametrize("method", ["stiff", "rodas5", "auto"])
+def test_stiff_model_needs_a_stiff_method(method, stress_reference):
     theta, reference = stress_reference
     args = (GC, theta[None, :], [STRESS_TIMES], [[STRESS]])
     limited = solve(*args, SolverSettings("explicit", rtol=1e-6, atol=1e-9, max_steps=2000))
     unlimited = solve(*args, SolverSettings("explicit", rtol=1e-6, atol=1e-9, max_steps=10**6))
-    stiff = solve(*args, SolverSettings("stiff", rtol=1e-6, atol=1e-9, max_steps=2000))
+    stiff = solve(*args, SolverSettings(method, rtol=1e-6, atol=1e-9, max_steps=2000))
     assert stiff.status[0] == SUCCESS
     assert limited.status[0] != SUCCESS or limited.steps[0] >= 5 * stiff.steps[0]
     assert unlimited.status[0] == SUCCESS
     assert unlimited.steps[0] >= 5 * stiff.steps[0], (unlimited.steps, stiff.steps)
-    accurate = solve(*args, SolverSettings("stiff", rtol=1e-8, atol=1e-11, max_steps=20_000))
-    assert_relative(accurate.states, reference, 1e-5, 1e-6, "stiff")
+    # "auto" found the stiffness and switched; the explicit method never factorises.
+    assert stiff.switched[0] == (method == "auto")
+    assert stiff.factorizations[0] > 0 and unlimited.factorizations[0] == 0
+    accurate = solve(*args, SolverSettings(method, rtol=1e-8, atol=1e-11, max_steps=20_000))
+    assert_relative(accurate.states, reference, 1e-5, 1e-6, method)
+
+
+def test_auto_stays_explicit_on_a_non_stiff_model():
+    theta = ACUTE.theta(ACUTE.defaults())[None, :]
+    auto = solve(ACUTE, theta, [BOLUS_TIMES], settings=SolverSettings("auto"))
+    explicit = solve(ACUTE, theta, [BOLUS_TIMES], settings=SolverSettings("explicit"))
+    assert not auto.switched[0] and auto.factorizations[0] == 0
+    np.testing.assert_array_equal(auto.states, explicit.states)
+    np.testing.assert_array_equal(auto.sensitivities, explicit.sensitivities)
 
 
 # ---- 6. failures -----------------------------------------------------------------------------
@@ -503,7 +515,8 @@ def test_overflowing_right_hand_side_fails_without_raising(method):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"method": "rk4"}, r"unknown solver method 'rk4'; choose one of \['explicit', 'stiff'\]"),
+        ({"method": "rk4"}, r"unknown solver method 'rk4'; choose one of "
+                            r"\['auto', 'explicit', 'rodas5', 'stiff'\]"),
         ({"rtol": 0.0}, "need 0 < rtol < 1 and atol > 0, got rtol=0.0"),
         ({"rtol": 1.0}, "need 0 < rtol < 1 and atol > 0, got rtol=1.0"),
         ({"atol": -1e-6}, "need 0 < rtol < 1 and atol > 0"),
