@@ -8,7 +8,8 @@ Data arrive as one tidy long table, one row per sample (a CSV file or a pandas D
     S01,1.5,IL6,0.62,ng/mL,0.002,control,2.0
 
 Required columns are ``subject, time, analyte, value, unit``; optional ones are ``lloq``,
-``uloq``, ``censored`` and ``group``; every further column is a per-subject number (an input such
+``uloq``, ``censored``, ``group`` and ``flag`` (a per-sample mark such as ``outlier``, kept unless
+``exclude_flagged=True``); every further column is a per-subject number (an input such
 as ``dose`` or a covariate such as ``stress_score``) and must be the same on every row of a
 subject. Time is in hours since the challenge. A subject table and an events table may be given
 besides. ``data/README.md`` describes the format in full.
@@ -21,7 +22,10 @@ analyte (:data:`CANONICAL_UNITS`), and a censored sample's value becomes its lim
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +36,7 @@ import pandera.pandas as pa
 
 from .files import write_atomically
 
-__all__ = ["CANONICAL_UNITS", "DataError", "Dataset", "load_dataset", "save_dataset"]
+__all__ = ["CANONICAL_UNITS", "OBSERVATION_COLUMNS", "DataError", "Dataset", "load_dataset", "save_dataset"]
 
 
 class DataError(ValueError):
@@ -65,11 +69,13 @@ _CORTISOL_UNITS = {
 }
 
 REQUIRED_COLUMNS = ("subject", "time", "analyte", "value", "unit")
-OPTIONAL_COLUMNS = ("lloq", "uloq", "censored", "group")
+OPTIONAL_COLUMNS = ("lloq", "uloq", "censored", "group", "flag")
 EVENT_COLUMNS = ("subject", "time", "kind", "target", "value")
 EVENT_KINDS = ("bolus", "set")
 CENSORED_VALUES = ("left", "right", "none")
 NO_GROUP = "all"
+#: Columns of ``Dataset.observations``.
+OBSERVATION_COLUMNS = ("subject", "time", "analyte", "value", "unit", "censored", "lloq", "uloq", "flag")
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,7 +92,8 @@ class Dataset:
         analyte (TNF, IL6, cortisol, then other analytes alphabetically). Columns: ``subject``
         (str), ``time`` (float, h), ``analyte`` (str), ``value`` (float, canonical unit; for a
         censored sample its limit), ``unit`` (str, the canonical unit), ``censored`` (str:
-        ``"none"``, ``"left"`` or ``"right"``), ``lloq`` and ``uloq`` (float, NaN if none).
+        ``"none"``, ``"left"`` or ``"right"``), ``lloq`` and ``uloq`` (float, NaN if none),
+        ``flag`` (str, ``""`` unless the sample is flagged, e.g. ``"outlier"``).
     subjects : pandas.DataFrame
         Indexed by ``subject`` (same order); column ``group`` (str, ``"all"`` when the data have
         no group) and one float column per input or covariate.
@@ -128,17 +135,33 @@ class Dataset:
         """Number of censored samples (left or right)."""
         return int((self.observations["censored"] != "none").sum())
 
+    @property
+    def n_flagged(self) -> int:
+        """Number of flagged samples (a non-empty ``flag``), e.g. outliers kept in the data."""
+        obs = self.observations
+        return int((obs["flag"].fillna("") != "").sum()) if "flag" in obs else 0
+
     def summary(self) -> dict:
-        """Return counts: subjects, samples, censored samples, samples per analyte, subjects per group."""
+        """Return counts: subjects, samples, censored and flagged samples, per analyte and per group."""
         per_analyte = self.observations["analyte"].value_counts()
         per_group = self.subjects["group"].value_counts()
         return {
             "n_subjects": len(self.subjects),
             "n_samples": len(self.observations),
             "n_censored": self.n_censored,
+            "n_flagged": self.n_flagged,
             "analytes": {a: int(per_analyte[a]) for a in self.analytes},
             "groups": {g: int(per_group[g]) for g in self.groups},
         }
+
+    def without_flagged(self) -> Dataset:
+        """Return the dataset without its flagged samples; a subject left with none is dropped."""
+        if not self.n_flagged:
+            return self
+        obs = self.observations[self.observations["flag"].fillna("") == ""].reset_index(drop=True)
+        kept = self.subjects.index.isin(obs["subject"])
+        events = self.events[self.events["subject"].isin(obs["subject"])].reset_index(drop=True)
+        return Dataset(obs, self.subjects[kept], events, self.source)
 
     def select(self, subjects: Iterable[str]) -> Dataset:
         """Return the dataset restricted to ``subjects`` (kept in this dataset's order).
@@ -203,19 +226,94 @@ def _is_missing(value) -> bool:
 # --------------------------------------------------------------------------------------------
 # Reading and parsing cells
 # --------------------------------------------------------------------------------------------
-def _read(table: str | os.PathLike | pd.DataFrame, name: str = "<DataFrame>") -> tuple[pd.DataFrame, str]:
-    """Read a table as given: CSV cells stay text (only empty cells are missing)."""
+_DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+_BINARY_KINDS = {b"PK\x03\x04": "an Excel workbook or another zip archive? Export it as CSV",
+                 b"\x89HDF": "a netCDF/HDF5 file, such as a fit result?",
+                 b"%PDF": "a PDF document?"}
+_CLOCK_TIME = re.compile(r"^\d{1,2}:\d{2}(:\d{2})?(\s*[ap]\.?m\.?)?$|^\d{4}-\d{2}-\d{2}[ T]\d", re.IGNORECASE)
+# A time column named with its unit: hours are the format's unit, minutes are converted.
+_TIME_HEADER = re.compile(r"^time\s*[_\s(\[]\s*(?P<unit>h|hr|hrs|hours?|min|mins|minutes?)\s*[)\]]?$")
+_TIME_FACTORS = {"h": 1.0, "hr": 1.0, "hrs": 1.0, "hour": 1.0, "hours": 1.0,
+                 "min": 1 / 60, "mins": 1 / 60, "minute": 1 / 60, "minutes": 1 / 60}
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A table as read: cells as text (only empty cells missing), its name, and how it was written."""
+
+    frame: pd.DataFrame
+    source: str
+    delimiter: str = ","  # "," for a DataFrame
+
+
+def _decode(path: Path, source: str) -> str:
+    """Return the file's text: UTF-8 (BOM or not), UTF-16 with a BOM, else Windows-1252 or Latin-1."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise DataError(f"{source}: cannot read the file ({error.strerror}); "
+                        "expected a CSV text file") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # "Unicode text" exported by spreadsheets
+        return raw.decode("utf-16")
+    if b"\x00" in raw[:8192]:
+        kind = next((k for magic, k in _BINARY_KINDS.items() if raw.startswith(magic)), "")
+        raise DataError(f"{source}: not a text file (it holds binary data{'; ' + kind if kind else ''}); "
+                        "expected a CSV text file with a header line subject,time,analyte,value,unit")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Not UTF-8: a spreadsheet's legacy export (e.g. "µg/dL" as byte 0xB5), Windows-1252 or Latin-1.
+        try:
+            return raw.decode("cp1252")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+
+
+def _read(table: str | os.PathLike | pd.DataFrame, name: str = "<DataFrame>") -> _Table:
+    """Read a table as given: CSV cells stay text (only empty cells are missing).
+
+    A file may be comma-, semicolon- or tab-separated (the header line decides), in any of the
+    encodings :func:`_decode` reads. An empty file, a header without rows, a repeated header line
+    and text that is not a table are refused, each with one message.
+    """
     if isinstance(table, pd.DataFrame):
         frame = table.reset_index(drop=True)
-        source = name
-    else:
-        source = Path(table).name
-        try:
-            frame = pd.read_csv(table, dtype=str, keep_default_na=False, na_values=[""])
-        except pd.errors.EmptyDataError:
-            raise DataError(f"{source}: the file is empty; expected a header line") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame, source
+        frame.columns = [str(c).strip() for c in frame.columns]
+        return _Table(frame, name)
+    source = Path(table).name
+    text = _decode(Path(table), source)
+    expected = "a header line (e.g. subject,time,analyte,value,unit) and one row per sample"
+    if not text.strip():
+        raise DataError(f"{source}: the file is empty; expected {expected}")
+    header = next(line for line in text.splitlines() if line.strip())
+    delimiter = max(_DELIMITERS, key=header.count)  # ties (none found): comma, the first
+    try:  # header=None: a row with more cells than the header is an error, not an index
+        cells = pd.read_csv(
+            io.StringIO(text), sep=delimiter, header=None, dtype=str, keep_default_na=False, na_values=[""]
+        )
+    except pd.errors.ParserError as error:
+        raise DataError(f"{source}: cannot read it as {_DELIMITERS[delimiter]}-separated text ({error}); "
+                        f"expected {expected}") from None
+    columns = [str(c).strip() for c in cells.iloc[0].fillna("")]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise DataError(f"{source}, line 1: column {twice[0]!r} appears more than once; "
+                        "expected each column once")
+    frame = cells.iloc[1:].reset_index(drop=True).set_axis(columns, axis=1)
+    if len(frame.columns) == 1 and frame.columns[0] != "subject":
+        raise DataError(f"{source}, line 1: found one column {frame.columns[0]!r}; expected columns "
+                        "separated by commas, semicolons or tabs, e.g. subject,time,analyte,value,unit")
+    if frame.empty:
+        raise DataError(f"{source}: no data rows below the header line; expected {expected}")
+    names = [c.lower() for c in frame.columns]
+    repeated = frame.fillna("").apply(lambda row: [str(c).strip().lower() for c in row] == names, axis=1)
+    if repeated.any():
+        lines = ", ".join(str(_line(row)) for row in frame.index[repeated])
+        raise DataError(f"{source}, line {lines}: repeats the header line; expected one header line and "
+                        "data rows below it (were files joined?): delete the repeated line")
+    return _Table(frame, source, delimiter)
 
 
 def _text(column: pd.Series) -> pd.Series:
@@ -224,7 +322,9 @@ def _text(column: pd.Series) -> pd.Series:
     return text.mask(text == "")
 
 
-def _numbers(frame: pd.DataFrame, column: str, source: str, problems: _Problems) -> pd.Series:
+def _numbers(
+    frame: pd.DataFrame, column: str, source: str, problems: _Problems, decimal_comma: bool = False
+) -> pd.Series:
     """Parse a column as float; a cell that is not a number is a problem (and NaN here)."""
     raw = frame[column]
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
@@ -233,11 +333,36 @@ def _numbers(frame: pd.DataFrame, column: str, source: str, problems: _Problems)
     for row, cell in enumerate(raw):
         if _is_missing(cell) or str(cell).strip() == "":
             continue
+        text = str(cell).strip()
+        if decimal_comma and "." in text:
+            problems.add(source, _line(row), column, "expected a number with a decimal comma, as elsewhere "
+                         f"in this file, got {text!r} (a decimal point or a thousands separator?)")
+            continue
         try:
-            values[row] = float(str(cell).strip())
+            values[row] = float(text.replace(",", ".") if decimal_comma else text)
         except ValueError:
-            problems.add(source, _line(row), column, f"expected a number, got {str(cell)!r}")
+            problems.add(source, _line(row), column, _not_a_number(column, text))
     return pd.Series(values, index=raw.index, name=column)
+
+
+def _not_a_number(column: str, text: str) -> str:
+    if column == "time" and _CLOCK_TIME.match(text):
+        return (f"expected hours since the challenge (a number, e.g. 1.5), got {text!r}, a clock time: "
+                "give each sample's time since the endotoxin dose in hours")
+    if "," in text:
+        return f"expected a number with a decimal point (the file is comma-separated), got {text!r}"
+    return f"expected a number, got {text!r}"
+
+
+def _time_in_hours(frame: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """Rename a time column named with its unit (``time_min``, ``time (h)``) to ``time``; its factor to h."""
+    if "time" in frame:
+        return frame, 1.0
+    for column in frame.columns:
+        match = _TIME_HEADER.match(column.lower())
+        if match:
+            return frame.rename(columns={column: "time"}), _TIME_FACTORS[match["unit"]]
+    return frame, 1.0
 
 
 def _normalise_unit(unit: str) -> str:
@@ -288,6 +413,7 @@ def _observation_schema(analytes: Iterable[str], extra: Iterable[str]) -> pa.Dat
         "uloq": _number_column(nullable=True, required=False),
         "censored": pa.Column(str, _choice(CENSORED_VALUES, "a censoring"), nullable=True, required=False),
         "group": pa.Column(str, required=False),
+        "flag": pa.Column(str, nullable=True, required=False),
     }
     columns.update({name: _number_column(nullable=False, check=_FINITE) for name in extra})
     return pa.DataFrameSchema(columns)
@@ -337,11 +463,19 @@ def _validate(schema: pa.DataFrameSchema, frame: pd.DataFrame, source: str, prob
     return True
 
 
-def _parse(frame: pd.DataFrame, numeric: Iterable[str], source: str, problems: _Problems) -> pd.DataFrame:
-    """Text columns stripped, ``numeric`` columns parsed to float (bad cells recorded)."""
-    numeric = set(numeric)
+def _parse(table: _Table, numeric: Iterable[str], problems: _Problems) -> pd.DataFrame:
+    """Text columns stripped, ``numeric`` columns parsed to float (bad cells recorded).
+
+    In a file separated by semicolons or tabs, numbers may have decimal commas (``1,5``); then a
+    number with a point is ambiguous (``1.297``: a thousands separator?) and refused.
+    """
+    frame, numeric = table.frame, [c for c in table.frame.columns if c in set(numeric)]
+    decimal_comma = table.delimiter != "," and any(
+        frame[c].astype(str).str.contains(",", regex=False).any() for c in numeric
+    )
     return pd.DataFrame(
-        {c: _numbers(frame, c, source, problems) if c in numeric else _text(frame[c]) for c in frame.columns}
+        {c: _numbers(frame, c, table.source, problems, decimal_comma) if c in numeric else _text(frame[c])
+         for c in frame.columns}
     )
 
 
@@ -431,37 +565,38 @@ def _censor(obs: pd.DataFrame, source: str, problems: _Problems) -> pd.DataFrame
     return pd.DataFrame({"value": value, "censored": censored, "lloq": lloq, "uloq": uloq}, index=obs.index)
 
 
-def _check_order(obs: pd.DataFrame, source: str, problems: _Problems) -> None:
-    """Each subject's rows in non-decreasing time; one sample per subject, time and analyte."""
-    latest: dict[str, tuple[float, int]] = {}
+def _check_unique(obs: pd.DataFrame, source: str, problems: _Problems) -> None:
+    """One sample per subject, time and analyte (rows may come in any order)."""
     seen: dict[tuple, int] = {}
     rows = zip(obs["subject"], obs["time"], obs["analyte"], strict=True)
-    for row, (subject, time, analyte) in enumerate(rows):
+    for row, key in enumerate(rows):
+        subject, time, analyte = key
         if _is_missing(subject) or np.isnan(time):
             continue  # reported by the schema
-        line = _line(row)
-        if subject in latest and time < latest[subject][0]:
-            before, before_line = latest[subject]
-            problems.add(
-                source,
-                line,
-                "time",
-                f"expected the rows of subject {subject!r} in "
-                f"non-decreasing time; {time:g} h follows {before:g} h on line {before_line}",
-            )
-        else:
-            latest[subject] = (time, line)
-        key = (subject, time, analyte)
         if key in seen:
             problems.add(
                 source,
-                line,
+                _line(row),
                 "analyte",
                 f"expected one sample per subject, time and analyte; "
                 f"{analyte} of subject {subject!r} at {time:g} h is already on line {seen[key]}",
             )
         else:
-            seen[key] = line
+            seen[key] = _line(row)
+
+
+def _check_quantified(obs: pd.DataFrame, source: str, problems: _Problems) -> None:
+    """Each subject has at least one sample inside the quantification range."""
+    for subject, rows in obs[obs["subject"].notna()].groupby("subject", sort=False):
+        if (rows["censored"].isin(["left", "right"])).all():
+            problems.add(
+                source,
+                _line(rows.index[0]),
+                "value",
+                f"expected at least one quantified sample of subject {subject!r}; all its {len(rows)} "
+                "samples are censored (outside lloq/uloq), which leaves its time course unknown: "
+                "check the limits, or leave the subject out",
+            )
 
 
 def _per_subject(frame: pd.DataFrame, columns: list[str], source: str, problems: _Problems) -> pd.DataFrame:
@@ -492,9 +627,13 @@ def _per_subject(frame: pd.DataFrame, columns: list[str], source: str, problems:
 # --------------------------------------------------------------------------------------------
 def _load_observations(data, units: Mapping[str, str], problems: _Problems):
     """Read and check the observations (file order, canonical units, censoring applied)."""
-    frame, source = _read(data)
+    table = _read(data)
+    frame, time_factor = _time_in_hours(table.frame)
+    table, source = dataclasses.replace(table, frame=frame), table.source
     extra = [c for c in frame.columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-    obs = _parse(frame, ["time", "value", "lloq", "uloq", *extra], source, problems)
+    obs = _parse(table, ["time", "value", "lloq", "uloq", *extra], problems)
+    if "time" in obs:
+        obs["time"] = obs["time"] * time_factor
     if "censored" in obs:
         obs["censored"] = obs["censored"].str.lower()
     if not _validate(_observation_schema(units, extra), obs, source, problems):
@@ -504,21 +643,24 @@ def _load_observations(data, units: Mapping[str, str], problems: _Problems):
             obs[column] = np.nan
     if "censored" not in obs:
         obs["censored"] = pd.Series(np.nan, index=obs.index, dtype="str")
+    obs["flag"] = obs["flag"].fillna("") if "flag" in obs else ""
     factors = _unit_factor_column(obs, units, source, problems)
     for column in ("value", "lloq", "uloq"):
         obs[column] = obs[column] * factors
     obs[["value", "censored", "lloq", "uloq"]] = _censor(obs, source, problems)
     obs["unit"] = obs["analyte"].map(units)
-    _check_order(obs, source, problems)
+    _check_unique(obs, source, problems)
+    _check_quantified(obs, source, problems)
     per_subject = _per_subject(obs, [c for c in ("group", *extra) if c in obs], source, problems)
     return obs, per_subject, source
 
 
 def _load_subject_table(table, problems: _Problems) -> tuple[pd.DataFrame | None, str]:
     """Read and check the subject table; None if required columns are missing."""
-    frame, source = _read(table, "<subjects DataFrame>")
-    extra = [c for c in frame.columns if c not in ("subject", "group")]
-    table = _parse(frame, extra, source, problems)
+    read = _read(table, "<subjects DataFrame>")
+    source = read.source
+    extra = [c for c in read.frame.columns if c not in ("subject", "group")]
+    table = _parse(read, extra, problems)
     return (table if _validate(_subject_schema(extra), table, source, problems) else None), source
 
 
@@ -570,8 +712,9 @@ def _merge_subjects(
 
 def _load_events(table, subjects: pd.Index | None, problems: _Problems) -> pd.DataFrame:
     """Read and check the events table; sorted by subject and time."""
-    frame, source = _read(table, "<events DataFrame>")
-    events = _parse(frame, ["time", "value"], source, problems)
+    read = _read(table, "<events DataFrame>")
+    source = read.source
+    events = _parse(read, ["time", "value"], problems)
     if "kind" in events:
         events["kind"] = events["kind"].str.lower()
     if not _validate(_EVENT_SCHEMA, events, source, problems) or subjects is None:
@@ -616,6 +759,7 @@ def load_dataset(
     events: str | os.PathLike | pd.DataFrame | None = None,
     *,
     analytes: Mapping[str, str] | None = None,
+    exclude_flagged: bool = False,
 ) -> Dataset:
     """Read, check and normalise a dataset.
 
@@ -635,6 +779,10 @@ def load_dataset(
     analytes
         Extra analytes and their canonical units, e.g. ``{"IL10": "pg/mL"}``, besides
         :data:`CANONICAL_UNITS`.
+    exclude_flagged
+        Leave out the samples with a non-empty ``flag`` cell (e.g. the outliers a study's authors
+        marked), as :meth:`Dataset.without_flagged` does. By default flagged samples are kept, and
+        ``Dataset.n_flagged`` counts them.
 
     Returns
     -------
@@ -662,12 +810,12 @@ def load_dataset(
     rank = {a: i for i, a in enumerate(_sorted_analytes(obs["analyte"].unique()))}
     obs = obs.assign(_s=obs["subject"].map(order), _a=obs["analyte"].map(rank))
     obs = obs.sort_values(["_s", "time", "_a"], kind="stable").reset_index(drop=True)
-    observations = obs[["subject", "time", "analyte", "value", "unit", "censored", "lloq", "uloq"]]
-    observations = observations.astype({"censored": "str", "unit": "str"})
+    observations = obs[list(OBSERVATION_COLUMNS)].astype({"censored": "str", "unit": "str", "flag": "str"})
     numeric = [c for c in per_subject.columns if c != "group"]
     per_subject = per_subject[["group", *numeric]].astype({"group": "str"} | {c: float for c in numeric})
     per_subject.index = per_subject.index.astype("str").rename("subject")
-    return Dataset(observations, per_subject, event_table, source)
+    dataset = Dataset(observations, per_subject, event_table, source)
+    return dataset.without_flagged() if exclude_flagged else dataset
 
 
 def save_dataset(
@@ -679,8 +827,9 @@ def save_dataset(
 ) -> None:
     """Write a dataset as one tidy CSV (canonical units, subject columns merged in), atomically.
 
-    Columns: ``subject, group, time, analyte, value, unit, censored, lloq, uloq`` then the
-    per-subject columns. :func:`load_dataset` reads the file back to an identical dataset.
+    Columns: ``subject, group, time, analyte, value, unit, censored, lloq, uloq``, ``flag`` when
+    a sample is flagged, then the per-subject columns. :func:`load_dataset` reads the file back to
+    an identical dataset.
 
     Parameters
     ----------
@@ -713,7 +862,8 @@ def save_dataset(
     subjects = dataset.subjects.reset_index()
     tidy = dataset.observations.merge(subjects, on="subject", how="left", validate="many_to_one")
     columns = ["subject", "group", "time", "analyte", "value", "unit", "censored", "lloq", "uloq"]
-    tidy = tidy[columns + [c for c in subjects.columns if c not in columns]]
+    columns += ["flag"] * (dataset.n_flagged > 0)
+    tidy = tidy[columns + [c for c in subjects.columns if c not in [*columns, "flag"]]]
     _write_csv(tidy, Path(path))
     if events_path is not None:
         _write_csv(dataset.events, Path(events_path))

@@ -64,6 +64,7 @@ def test_example_is_normalised_sorted_and_typed(tmp_path):
         "n_subjects": 2,
         "n_samples": 6,
         "n_censored": 2,
+        "n_flagged": 0,
         "analytes": {"TNF": 3, "IL6": 2, "cortisol": 1},
         "groups": {"stress": 1, "control": 1},
     }
@@ -221,7 +222,9 @@ def test_extra_analytes_get_their_unit():
     ],
 )
 def test_censoring_rules(cells, censored, value, lloq, uloq):
-    obs = load_dataset(one_row(**cells)).observations
+    measured = one_row(time=0.0)  # a subject needs one quantified sample
+    obs = load_dataset(pd.concat([one_row(**cells), measured], ignore_index=True)).observations
+    obs = obs[obs["time"] == 1.0]
     assert obs["censored"].iloc[0] == censored
     np.testing.assert_array_equal(obs[["value", "lloq", "uloq"]].iloc[0], [value, lloq, uloq])
 
@@ -267,11 +270,14 @@ ERRORS = [
     ),
     (f"{HEADER},lloq,uloq\nS01,0,TNF,5,pg/mL,20,10", 2, "uloq", r"expected uloq > lloq \(20\), got 10"),
     (
-        f"{HEADER}\nS01,2,TNF,3,pg/mL\nS02,0,TNF,3,pg/mL\nS01,1,TNF,3,pg/mL",
-        4,
-        "time",
-        "expected the rows of subject 'S01' in non-decreasing time; 1 h follows 2 h on line 2",
+        f"{HEADER},lloq\nS01,0,TNF,,pg/mL,2\nS02,0,TNF,3,pg/mL,2\nS01,1,IL6,1,pg/mL,2",
+        2,
+        "value",
+        "expected at least one quantified sample of subject 'S01'; all its 2 samples are censored",
     ),
+    (f"{HEADER}\nS01,08:30,TNF,3,pg/mL", 2, "time", "expected hours since the challenge .* a clock time"),
+    (f"{HEADER}\nS01,2026-12-01 08:30,TNF,3,pg/mL", 2, "time", "a clock time"),
+    (f'{HEADER}\nS01,0,TNF,"1,5",pg/mL', 2, "value", "decimal point .*comma-separated.*got '1,5'"),
     (
         f"{HEADER}\nS01,2,TNF,3,pg/mL\nS01,2,TNF,4,pg/mL",
         3,
@@ -464,8 +470,8 @@ def tidy_frames(draw):
             )
         )
         rows[subject] = []
-        for time, analyte in sorted(samples, key=lambda s: s[0]):
-            lloq = draw(st.none() | positive)
+        for k, (time, analyte) in enumerate(samples):
+            lloq = None if k == 0 else draw(st.none() | positive)  # one quantified sample at least
             uloq = None if lloq is None else draw(st.none() | st.just(lloq * 1000))
             value = draw(positive)
             if lloq is not None and uloq is None and draw(st.booleans()):
@@ -483,10 +489,7 @@ def tidy_frames(draw):
                     "dose": dose,
                 }
             )
-    # Subjects may interleave; each subject's own rows stay in time order.
-    turns = draw(st.permutations([s for s in ids for _ in rows[s]]))
-    queues = {s: iter(rows[s]) for s in ids}
-    frame = pd.DataFrame([next(queues[s]) for s in turns])
+    frame = pd.DataFrame(draw(st.permutations([row for s in ids for row in rows[s]])))  # any order
     return frame.astype({"value": float, "lloq": float, "uloq": float})
 
 
@@ -518,3 +521,109 @@ def test_valid_tables_round_trip(frame):
         assert_same(load_dataset(path), ds)
     assert_same(again, ds)
     assert again.summary() == ds.summary()
+
+
+# ---- what real users bring -----------------------------------------------------------------
+def test_rows_in_any_order_are_sorted_stably_and_lines_stay_those_of_the_file(tmp_path):
+    # Grouped by analyte, each analyte in time order: subject S01's times go 0, 2, 0, 2.
+    text = (f"{HEADER}\nS01,0,TNF,1,pg/mL\nS01,2,TNF,300,pg/mL\nS02,0,TNF,2,pg/mL\n"
+            "S01,0,IL6,1,pg/mL\nS01,2,IL6,500,pg/mL")
+    ds = load_dataset(write(tmp_path, text))
+    obs = ds.observations
+    assert ds.subject_ids == ("S01", "S02")
+    assert list(zip(obs["subject"], obs["time"], obs["analyte"], obs["value"], strict=True)) == [
+        ("S01", 0.0, "TNF", 1.0), ("S01", 0.0, "IL6", 1.0), ("S01", 2.0, "TNF", 300.0),
+        ("S01", 2.0, "IL6", 500.0), ("S02", 0.0, "TNF", 2.0)]
+    with pytest.raises(DataError, match=r"obs.csv, line 6, column 'value': expected a number, got 'x'"):
+        load_dataset(write(tmp_path, text.replace("500,pg/mL", "x,pg/mL")))
+
+
+def test_header_without_rows(tmp_path):
+    with pytest.raises(DataError, match="obs.csv: no data rows below the header line; expected a header"):
+        load_dataset(write(tmp_path, HEADER))
+
+
+def test_binary_file(tmp_path):
+    path = tmp_path / "book.xlsx"
+    path.write_bytes(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + bytes(range(256)))
+    with pytest.raises(DataError, match=r"book.xlsx: not a text file .*Excel workbook.*expected a CSV text"):
+        load_dataset(path)
+
+
+def test_latin1_export_is_read(tmp_path):
+    path = tmp_path / "obs.csv"
+    path.write_bytes(f"{HEADER}\nS01,0,cortisol,12.1,µg/dL\nS01,0,TNF,3,pg/mL\n".encode("latin-1"))
+    ds = load_dataset(path)
+    np.testing.assert_allclose(ds.observations["value"], [3.0, 12.1 * 1e4 / 362.46])
+
+
+def test_utf8_bom_and_utf16_are_read(tmp_path):
+    text = f"{HEADER},group\nS01,0,TNF,3,pg/mL,µ-group\n"
+    for encoding in ("utf-8-sig", "utf-16"):
+        path = tmp_path / f"{encoding}.csv"
+        path.write_bytes(text.encode(encoding))
+        ds = load_dataset(path)
+        assert ds.subject_ids == ("S01",) and ds.groups == ("µ-group",)
+
+
+def test_semicolons_with_decimal_commas_are_read(tmp_path):
+    text = "subject;time;analyte;value;unit;dose\nS01;0;TNF;1,5;pg/mL;2\nS01;1,5;IL6;620,25;pg/mL;2"
+    ds = load_dataset(write(tmp_path, text))
+    assert list(ds.observations["time"]) == [0.0, 1.5] and list(ds.observations["value"]) == [1.5, 620.25]
+    tabs = load_dataset(write(tmp_path, text.replace(";", "\t"), "tabs.tsv"))
+    assert_same(tabs, ds)
+
+
+def test_decimal_point_among_decimal_commas_is_ambiguous(tmp_path):
+    text = "subject;time;analyte;value;unit\nS01;0;TNF;1,5;pg/mL\nS01;2;TNF;1.297;pg/mL"
+    with pytest.raises(DataError, match=r"line 3, column 'value': expected a number with a decimal comma.*"
+                                        r"got '1.297' \(a decimal point or a thousands separator\?\)"):
+        load_dataset(write(tmp_path, text))
+    points = load_dataset(write(tmp_path, text.replace("1,5", "1.5")))  # points only: decimal points
+    assert list(points.observations["value"]) == [1.5, 1.297]
+
+
+def test_one_column_names_the_delimiters_read(tmp_path):
+    with pytest.raises(DataError, match=r"obs.csv, line 1: found one column 'subject\|time\|analyte.*"
+                                        "expected columns separated by commas, semicolons or tabs"):
+        load_dataset(write(tmp_path, "subject|time|analyte|value|unit\nS01|0|TNF|3|pg/mL"))
+
+
+def test_duplicated_header_line(tmp_path):
+    text = f"{HEADER}\nS01,0,TNF,3,pg/mL\n{HEADER}\nS02,0,TNF,3,pg/mL"
+    with pytest.raises(DataError, match=r"obs.csv, line 3: repeats the header line; expected one header"):
+        load_dataset(write(tmp_path, text))
+
+
+def test_ragged_rows_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="obs.csv: cannot read it as comma-separated text .*Expected 5 field"):
+        load_dataset(write(tmp_path, f"{HEADER}\nS01,0,TNF,3,pg/mL,extra,cells"))
+
+
+@pytest.mark.parametrize(("header", "times"), [("time_min", [0.0, 1.5]), ("Time (min)", [0.0, 1.5]),
+                                               ("time [h]", [0.0, 90.0]), ("time_hours", [0.0, 90.0])])
+def test_time_column_named_with_its_unit(tmp_path, header, times):
+    text = f"subject,{header},analyte,value,unit\nS01,0,TNF,3,pg/mL\nS01,90,TNF,4,pg/mL"
+    ds = load_dataset(write(tmp_path, text))
+    assert list(ds.observations["time"]) == times
+
+
+def test_time_in_an_unknown_unit_is_a_missing_column(tmp_path):
+    with pytest.raises(DataError, match="line 1, column 'time': missing required column"):
+        load_dataset(write(tmp_path, "subject,time_days,analyte,value,unit\nS01,0,TNF,3,pg/mL"))
+
+
+def test_flagged_samples_are_kept_unless_excluded(tmp_path):
+    text = f"{HEADER},flag\nS01,0,TNF,3,pg/mL,\nS01,2,TNF,1297,pg/mL, outlier \nS02,0,TNF,2,pg/mL,outlier"
+    ds = load_dataset(write(tmp_path, text))
+    assert list(ds.observations["flag"]) == ["", "outlier", "outlier"] and ds.n_flagged == 2
+    assert ds.summary()["n_flagged"] == 2
+    save_dataset(ds, tmp_path / "saved.csv")
+    assert_same(load_dataset(tmp_path / "saved.csv"), ds)
+    kept = load_dataset(write(tmp_path, text), exclude_flagged=True)
+    assert list(kept.observations["value"]) == [3.0] and kept.subject_ids == ("S01",)  # S02 had no other
+    assert_same(kept, ds.without_flagged())
+    unflagged = load_dataset(write(tmp_path, EXAMPLE))
+    assert set(unflagged.observations["flag"]) == {""}
+    save_dataset(unflagged, tmp_path / "plain.csv")
+    assert "flag" not in (tmp_path / "plain.csv").read_text().splitlines()[0]  # no empty column written
