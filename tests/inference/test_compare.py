@@ -384,11 +384,10 @@ def test_the_cli_compares_saved_fits_and_never_overwrites_without_force(fitted, 
 # ---- the shipped hypotheses on the full cohorts (slow) ----------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("cohort", COHORTS)
-def test_the_shipped_hypotheses_rank_the_generating_one_first_on_the_full_cohort(cohort):
+def test_the_shipped_hypotheses_rank_the_generating_one_first_or_level_on_the_full_cohort(cohort):
     """data/hypotheses_gc.toml's H0-H2 (random effects, K_C prior) on all 12 subjects, with nutpie.
 
-    About 3.5 minutes per cohort on 2 cores. H3 (the stiff receptor model) is left out: it alone
-    takes about 20 minutes there.
+    About 5 minutes per cohort on 2 cores. H3 (the receptor model) is left out to keep CI short.
     """
     from inference.hypotheses import load_hypotheses
 
@@ -397,5 +396,11 @@ def test_the_shipped_hypotheses_rank_the_generating_one_first_on_the_full_cohort
     hypotheses = [h for h in shipped if h.name in ("H0", "H1", "H2")]
     c = compare(dataset=dataset, hypotheses=hypotheses, draws=500, tune=500, chains=2, seed=1,
                 thresholds=LENIENT)
-    assert c.table["elpd_loo"].idxmax() == COHORTS[cohort]
-    assert c.ranking[0] == COHORTS[cohort]
+    truth, best = COHORTS[cohort], c.ranking[0]
+    assert best == c.table["elpd_loo"].idxmax()
+    if cohort == "no_resistance":
+        # H1 and H2 contain r = 0 and fit these data as well as H0: the truth may trail by noise,
+        # never by 2 SE.
+        assert best == truth or c.table.at[truth, "elpd_diff"] < 2 * c.table.at[truth, "dse"]
+    else:
+        assert best == truth

@@ -35,9 +35,10 @@ def test_reduced_default_fit_converges_and_covers_truth(result):
     rhat = az.rhat(result, var_names=names)
     ess = az.ess(result, var_names=names, method="bulk")
     worst = {n: float(rhat[n].max()) for n in names}
-    # k_L and d_M can swap roles (flip-flop: only their product and sum shape the monocyte
-    # pulse), so short runs see a little between-chain disagreement on that pair alone.
-    flip_flop = ("k_L", "d_M")
+    # The clearance rates k_L, d_M and d_T can trade roles (flip-flop kinetics: one challenge fixes
+    # the slowest of them, not which one it is; README, Performance), so short runs see a little
+    # between-chain disagreement on these three alone.
+    flip_flop = ("k_L", "d_M", "d_T")
     assert max(v for n, v in worst.items() if n not in flip_flop) <= 1.01, worst
     assert max(worst[n] for n in flip_flop) <= 1.02, worst
     # 3,200 draws here; the full default run (4 x 1,000) is asked to reach 400.
