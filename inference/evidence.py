@@ -23,7 +23,6 @@ prior on a parameter the data ignore lowers the evidence without changing the fi
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import arviz as az
@@ -39,6 +38,7 @@ from scipy.special import logsumexp
 
 from models import ModelError, Prior
 
+from .loo import quiet_psis
 from .priors import LINKS, prior_kind, unconstrained
 
 __all__ = ["EVIDENCE_METHODS", "Evidence", "LogDensity", "SavageDickey", "bridge_sampling",
@@ -482,10 +482,7 @@ def savage_dickey(density: LogDensity, posterior: xr.Dataset, parameter: str, va
     weights = np.exp(log_w - np.max(log_w)).reshape(draws.shape[:2])
     ess = float(_ess(weights[..., None])[0]) if np.var(weights) > 0 else n
     se = float(np.std(weights, ddof=1) / np.mean(weights) / math.sqrt(max(ess, 1.0)))
-    with warnings.catch_warnings():
-        # ArviZ warns when k is high; we report k ourselves.
-        warnings.filterwarnings("ignore", message=r"(?s).*[Pp]areto.*", category=UserWarning)
-        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"arviz\.stats\.stats")
+    with quiet_psis():  # ArviZ warns when k is high; we report k ourselves.
         _, k = az.psislw(log_w[np.isfinite(log_w)])
     return SavageDickey(parameter, float(value), log_bf, se, float(k), n)
 
