@@ -258,12 +258,16 @@ def load_hypotheses(path: str | Path, dataset: Dataset | None = None) -> tuple[H
         No such file.
     """
     path = Path(path)
+    data = _read_toml(path)
+    return parse_hypotheses(data, source=path.name, dataset=dataset)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     with path.open("rb") as handle:
         try:
-            data = tomllib.load(handle)
+            return tomllib.load(handle)
         except tomllib.TOMLDecodeError as error:
             raise ModelError(f"{path.name}: not valid TOML: {error}") from None
-    return parse_hypotheses(data, source=path.name, dataset=dataset)
 
 
 def load_priors(path: str | Path, model: str | OdeModel | None = None) -> dict[str, Prior]:
@@ -295,11 +299,7 @@ def load_priors(path: str | Path, model: str | OdeModel | None = None) -> dict[s
         No such file.
     """
     path = Path(path)
-    with path.open("rb") as handle:
-        try:
-            data = tomllib.load(handle)
-        except tomllib.TOMLDecodeError as error:
-            raise ModelError(f"{path.name}: not valid TOML: {error}") from None
+    data = _read_toml(path)
     if set(data) != {"priors"}:
         raise ModelError(f"{path.name}: expected one table [priors] of parameter = {{ kind = ..., ... }}, "
                          f"got {'keys ' + str(sorted(data)) if data else 'nothing'}")
