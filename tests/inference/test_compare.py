@@ -191,7 +191,12 @@ def test_results_of_different_data_are_not_compared(fitted):
 
 
 # ---- exact refits where Pareto k is high -----------------------------------------------------
+@pytest.mark.slow
 def test_exact_lso_refits_every_flagged_subject_on_a_two_worker_cluster(fitted, comparisons, tmp_path):
+    """Every flagged subject of H0 and H1 refitted on two Dask workers, then one refit again here.
+
+    10 minutes on the shared 2-core machine at a load of 10 (the refits of 3 subjects each).
+    """
     from distributed import Client, LocalCluster
 
     folder = fitted["no_resistance"]
