@@ -382,6 +382,28 @@ def test_verdict_says_when_leave_subject_out_does_not_separate_the_leaders():
            "(H1 ahead by 1.5 ± 10.0)." in text
 
 
+def test_verdict_says_how_many_subjects_were_refitted_or_why_not():
+    rows = [dict(name="H2", elpd_loo=125, elpd_diff=0, dse=0, elpd_lso=110, elpd_lso_diff=0, elpd_lso_dse=0,
+                 elpd_lso_se=10.0, n_high_k_lso=0),
+            dict(name="H1", elpd_loo=100, elpd_diff=25, dse=5, elpd_lso=90, elpd_lso_diff=20, elpd_lso_dse=5,
+                 elpd_lso_se=10.0, n_high_k_lso=3)]
+    done = {"on": True, "reason": "auto: a Dask cluster was given", "subjects_flagged": 7,
+            "subjects_refitted": 4, "seconds": 312.4, "workers": 2}
+    refits = {"H2": {"loo": [], "lso": [{"subject": "S03", "pareto_k": 0.9, "failed": "ValueError: boom"}]}}
+    text, warnings = write_verdict(_table(rows), refits=refits, exact_lso=done)
+    assert ("(roughly: 3 subject estimates have high Pareto k) (4 subject estimates with high Pareto k "
+            "refitted exactly, in 312 s on 2 Dask worker(s)).") in text
+    assert "H2: the exact refit of subject S03 failed (ValueError: boom); its PSIS estimate stands." \
+        in warnings
+    reason = "auto: only 2 cores (fewer than 4) and no Dask cluster"
+    off = {"on": False, "reason": reason, "subjects_flagged": 3}
+    text, warnings = write_verdict(_table(rows), exact_lso=off)
+    assert "refitted exactly" not in text
+    assert ("H1: 3 subjects have Pareto k above the threshold in leave-subject-out: elpd_lso is a rough "
+            f"estimate for them (exact refits are off: {reason}); "
+            "--exact-lso always refits them exactly (on Dask: --scheduler ADDRESS).") in warnings
+
+
 def test_ranking_puts_failed_fits_after_sound_ones():
     elpd = {"H0": -20.0, "H1": -10.0, "H2": -5.0}
     assert rank_hypotheses(elpd, {"H0": "pass", "H1": "warn", "H2": "fail"}) == ["H1", "H0", "H2"]
