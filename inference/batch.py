@@ -16,7 +16,6 @@ machine's cores once, never more (numba and the sampler do not oversubscribe).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -36,7 +35,7 @@ from .sampler import SamplerSettings
 
 __all__ = [
     "BatchResult", "FitTask", "ManifestError", "TaskOutcome", "connect", "default_workers",
-    "fit_many", "read_manifest", "subject_tasks",
+    "fit_many", "fit_task", "read_manifest", "subject_tasks",
 ]
 
 
@@ -138,7 +137,7 @@ class BatchResult:
 
 
 # Per worker process: how many tasks it ran (the first pays for imports and numba cache loads),
-# and the nutpie models it compiled, by layout (see _compile_once_per_layout).
+# and the nutpie models it compiled, by layout (see _layout_compiler).
 _TASKS_RUN_HERE = 0
 _COMPILED: dict[str, object] = {}
 OBSERVED = "observed_log_y"  # the shared variable that replaces the observed data in a reused model
@@ -151,11 +150,8 @@ def _run_task(task: FitTask, path: str, reuse_compiled: bool) -> dict:
 
     _TASKS_RUN_HERE += 1
     start = time.perf_counter()
-    if reuse_compiled and task.sampler.sampler == "nutpie":
-        with _compile_once_per_layout(task):
-            idata = _fit(task)
-    else:
-        idata = _fit(task)
+    reuse = reuse_compiled and task.sampler.sampler == "nutpie"
+    idata = fit_task(task, _layout_compiler(task) if reuse else None)
     idata.attrs.update({"task_name": task.name, "task_key": task.key(), **task.attrs,
                         "task_seconds": round(time.perf_counter() - start, 3)})  # before writing
     save_result(idata, path)
@@ -166,12 +162,15 @@ def _run_task(task: FitTask, path: str, reuse_compiled: bool) -> dict:
             "worker_task": _TASKS_RUN_HERE}
 
 
-def _fit(task: FitTask):
-    """Call :func:`inference.fit.fit` on a task (the one place batch fits are started)."""
+def fit_task(task: FitTask, compile_model=None):
+    """Fit one task in this process (:func:`inference.fit.fit`; the one place task fits are started).
+
+    ``compile_model`` is passed on to :func:`~inference.fit.fit` (nutpie only).
+    """
     from .fit import fit
 
     return fit(task.model, task.dataset, task.options, dataclasses.replace(task.sampler, seed=task.seed),
-               progress=False)
+               progress=False, compile_model=compile_model)
 
 
 def layout_key(task: FitTask) -> str:
@@ -190,38 +189,28 @@ def layout_key(task: FitTask) -> str:
     return hashlib.sha256(json.dumps(content).encode()).hexdigest()
 
 
-@contextlib.contextmanager
-def _compile_once_per_layout(task: FitTask):
-    """Inside this block nutpie compiles a model once per layout per worker, then swaps the data.
+def _layout_compiler(task: FitTask):
+    """Return a ``compile_model`` for :func:`inference.fit.fit` that compiles once per layout per worker.
 
     Measured (``python -m inference.bench --sections batch``): compiling the log density is
     almost all of a task's time (tens of seconds against about a second of sampling for a
     single subject), and it is repeated for every new dataset because the observed values are
     constants of the graph. Here the first model of a layout is compiled with its observed
     values turned into a shared variable; later tasks of the layout get that compiled model
-    with their own values (``CompiledModel.with_data``). :func:`inference.fit.fit` builds and
-    compiles internally and takes no compiled model, so its call to
-    ``nutpie.compile_pymc_model`` is redirected for the duration of one fit on this worker
-    (a worker runs one task at a time). Everything else in ``fit`` (log-likelihood, predictive
-    draws, attributes) runs unchanged on the task's own model.
+    with their own values (``CompiledModel.with_data``). Everything else in ``fit``
+    (log-likelihood, predictive draws, attributes) runs unchanged on the task's own model.
     """
     import nutpie
 
-    compile_pymc_model = nutpie.compile_pymc_model
     key = layout_key(task)
 
-    def compile_or_reuse(pm_model, **kwargs):
-        entry = f"{key}|{sorted(kwargs.items())}"
-        if entry not in _COMPILED:
-            _COMPILED[entry] = compile_pymc_model(_observed_as_data(pm_model), **kwargs)
+    def compile_or_reuse(pm_model):
+        if key not in _COMPILED:
+            _COMPILED[key] = nutpie.compile_pymc_model(_observed_as_data(pm_model), backend="numba")
         observed = pm_model.rvs_to_values[pm_model["log_y"]].data
-        return _COMPILED[entry].with_data(**{OBSERVED: observed})
+        return _COMPILED[key].with_data(**{OBSERVED: observed})
 
-    nutpie.compile_pymc_model = compile_or_reuse
-    try:
-        yield
-    finally:
-        nutpie.compile_pymc_model = compile_pymc_model
+    return compile_or_reuse
 
 
 def _observed_as_data(pm_model):

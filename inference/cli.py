@@ -200,7 +200,6 @@ def cmd_report(args) -> None:
 # ---- compare ---------------------------------------------------------------------------------
 def cmd_compare(args) -> None:
     """Compare hypotheses: fit them to a dataset (``--hypotheses``), or compare saved fits."""
-    from inference.compare import compare
     from inference.hypotheses import load_hypotheses
     from inference.report.comparison import HTML_NAME, JSON_NAME, write_comparison
 
@@ -212,7 +211,8 @@ def cmd_compare(args) -> None:
     for path in inputs:
         if not path.exists():
             raise UsageError(f"{path}: no such file")
-    settings = dict(refit_bad_k=args.refit_bad_k, evidence=evidence, progress=not args.quiet)
+    settings = dict(refit_bad_k=args.refit_bad_k, exact_lso=args.exact_lso, workers=args.workers,
+                    evidence=evidence, progress=not args.quiet, out_dir=out)
     if args.hypotheses is not None:
         if len(inputs) != 1 or inputs[0].suffix.lower() == ".nc":
             raise UsageError("with --hypotheses give one data CSV: "
@@ -230,10 +230,8 @@ def cmd_compare(args) -> None:
             _check_output(path, args.force)
         print(f"fitting {len(hypotheses)} hypotheses ({', '.join(h.name for h in hypotheses)}) to "
               f"{dataset.source}, one after another; results in {out}/", flush=True)
-        comparison = compare(
-            dataset=dataset, hypotheses=hypotheses, out_dir=out, force=args.force,
-            settings=_sampler_settings(args), **settings,
-        )
+        comparison = _compare_on_cluster(args, dataset=dataset, hypotheses=hypotheses, force=args.force,
+                                         settings=_sampler_settings(args), **settings)
     else:
         not_results = [str(p) for p in inputs if p.suffix.lower() != ".nc"]
         if not_results:
@@ -243,13 +241,30 @@ def cmd_compare(args) -> None:
             raise UsageError(f"compare needs at least two result files, got {len(inputs)}")
         for path in (out / JSON_NAME, out / HTML_NAME):
             _check_output(path, args.force)
-        comparison = compare(inputs, settings=_sampler_settings(args), **settings)
+        comparison = _compare_on_cluster(args, inputs, settings=_sampler_settings(args), **settings)
     write_comparison(comparison, out, force=args.force)
     print(f"ranking: {' > '.join(comparison.ranking)}")
+    lso = comparison.exact_lso
+    if lso["on"]:
+        print(f"exact leave-subject-out: {lso['subjects_refitted']} of {lso['subjects_flagged']} flagged "
+              f"subject estimates refitted in {lso['seconds']:.0f} s on {lso['workers']} Dask worker(s) "
+              f"({lso['reason']})")
     print(comparison.verdict)
     for warning in comparison.warnings:
         print(f"warning: {warning}")
     print(f"wrote {out / JSON_NAME} and {out / HTML_NAME}")
+
+
+def _compare_on_cluster(args, *inputs, **options):
+    """Run :func:`inference.compare.compare`, its exact refits on ``--scheduler`` if given."""
+    from inference.compare import compare
+
+    client = _client(args)
+    try:
+        return compare(*inputs, client=client, **options)
+    finally:
+        if client is not None:
+            client.close()
 
 
 # ---- fit-many and validate (many fits on Dask) -------------------------------------------------
@@ -468,8 +483,13 @@ def parser() -> argparse.ArgumentParser:
                         "(default: keep them)")
     _add_sampler_arguments(p)
     p.add_argument("--refit-bad-k", type=int, default=0, metavar="N",
-                   help="refit up to N observations and N subjects per hypothesis whose Pareto k is too "
-                        "high, exactly (default 0: only warn)")
+                   help="refit up to N observations per hypothesis whose Pareto k is too high, exactly "
+                        "(default 0: only warn)")
+    p.add_argument("--exact-lso", choices=["auto", "always", "never"], default="auto",
+                   help="refit every subject whose leave-subject-out Pareto k is too high, exactly, on Dask "
+                        "(default auto: on with --scheduler or on a machine of at least "
+                        "inference.compare.EXACT_LSO_CORES = 4 cores)")
+    _cluster_arguments(p)
     p.add_argument("--evidence", choices=["bridge", "smc", "none"], default="bridge",
                    help="log marginal likelihood by bridge sampling on the draws (default), SMC, or none")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -7,8 +7,10 @@ are fitted first, one after another), :func:`compare` reports
   hypothesis with the SE of the difference, Pareto k), stacking weights and, for cohorts,
   leave-one-subject-out (PSIS on the pointwise log-likelihood summed per subject: how well a
   hypothesis predicts a new subject's whole time course). Where Pareto k is too high for the
-  importance-sampling estimate, the flagged observations or subjects are refitted exactly, up to
-  ``refit_bad_k`` of each per hypothesis, as in ``az.reloo``;
+  importance-sampling estimate, the data are refitted exactly, as in ``az.reloo``: every flagged
+  subject (``exact_lso``: by default when a Dask cluster or :data:`EXACT_LSO_CORES` cores are at
+  hand) and up to ``refit_bad_k`` flagged observations per hypothesis. All refits run as one
+  batch on :func:`inference.batch.fit_many`;
 - **evidence**: each hypothesis' log marginal likelihood with its error (bridge sampling on the
   NUTS draws, or SMC), log Bayes factors against the best, and the Savage-Dickey density ratio
   for nested pairs (a parameter held at a value against the same parameter free) as a
@@ -26,8 +28,12 @@ the ranking and the verdict in :mod:`inference.verdict`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -42,6 +48,7 @@ import pandas as pd
 from models import ModelError
 
 from . import loo as psis
+from .batch import fit_many
 from .data import DataError, Dataset
 from .diagnostics import Thresholds
 from .evidence import (
@@ -58,11 +65,12 @@ from .files import check_free
 from .fit import fit, load_result, sampler_settings, save_result
 from .hypotheses import Hypothesis, check_hypotheses
 from .record import read_record, write_record
-from .refit import LeaveObservationOut, LeaveSubjectOut, refit_exact
+from .refit import LeaveObservationOut, LeaveSubjectOut, refit_task, score
 from .sampler import SamplerSettings
 from .verdict import SEPARATION_SE, check_diagnostics, rank_hypotheses, write_verdict
 
-__all__ = ["Comparison", "compare", "fit_hypotheses"]
+__all__ = ["EXACT_LSO_CORES", "EXACT_LSO_MODES", "Comparison", "compare", "exact_lso_decision",
+           "fit_hypotheses"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,6 +142,10 @@ class Comparison:
     savage_dickey : list of dict
     refits : dict
         Exact refits per hypothesis: ``{"loo": [...], "lso": [...]}``.
+    exact_lso : dict
+        Whether every flagged subject was refitted exactly (``mode``, ``on``, ``reason``) and, if
+        so, how many were flagged, refitted, skipped or failed, on how many Dask workers, in how
+        many seconds (``seconds``: wall time of the whole refit batch).
     """
 
     results: dict[str, az.InferenceData]
@@ -146,6 +158,7 @@ class Comparison:
     evidence: dict[str, Evidence | None]
     savage_dickey: list[dict]
     refits: dict[str, dict[str, list]]
+    exact_lso: dict[str, Any]
     hypotheses: dict[str, dict]
     settings: dict[str, Any]
     dataset: Dataset = field(repr=False)
@@ -204,6 +217,7 @@ class Comparison:
             "warnings": list(self.warnings),
             "hypotheses": rows,
             "savage_dickey": list(self.savage_dickey),
+            "exact_lso": dict(self.exact_lso),
             "dataset": {"source": self.dataset.source, "n_subjects": summary["n_subjects"],
                         "n_observations": summary["n_samples"], "n_censored": summary["n_censored"],
                         "groups": summary["groups"]},
@@ -334,6 +348,9 @@ def compare(
     settings: SamplerSettings | None = None,
     progress: bool = False,
     refit_bad_k: int = 0,
+    exact_lso: str = "auto",
+    client=None,
+    workers: int | None = None,
     evidence: str | None = "bridge",
     thresholds: Thresholds | None = None,
     effect_draws: int = 10,
@@ -353,8 +370,10 @@ def compare(
         Data and hypotheses to fit and compare.
     out_dir
         If given, fits made here are saved there as ``<name>.nc``, each as soon as it is done;
-        existing files are an error (found before any work) unless ``force``. The comparison
-        itself is written by :func:`inference.report.write_comparison`.
+        existing files are an error (found before any work) unless ``force``. Exact refits go
+        to ``out_dir/refits/`` (keyed by content, so a rerun reuses them; without ``out_dir``, a
+        temporary folder). The comparison itself is written by
+        :func:`inference.report.write_comparison`.
     force
         Replace existing result files.
     settings, progress, **sampler
@@ -362,8 +381,16 @@ def compare(
         result's own settings). Their seed also seeds the evidence and the leave-subject-out
         effect draws; their draws and chains size SMC runs.
     refit_bad_k
-        At most this many exact refits per hypothesis for observations, and as many for subjects,
-        whose Pareto k is above the threshold (worst first). 0: only warn.
+        At most this many exact refits per hypothesis for observations whose Pareto k is above
+        the threshold (worst first). 0: only warn.
+    exact_lso
+        Refit every subject whose leave-subject-out Pareto k is above the threshold exactly:
+        ``"always"``, ``"never"`` or ``"auto"`` (default: when ``client`` is given or the machine
+        has at least :data:`EXACT_LSO_CORES` cores; see :func:`exact_lso_decision`).
+    client, workers
+        Where the refits run: a ``distributed.Client`` of an existing cluster, or (``None``) an
+        embedded local cluster of ``workers`` workers (default
+        :func:`inference.batch.default_workers`), as in :func:`inference.batch.fit_many`.
     evidence
         ``"bridge"`` (bridge sampling on the NUTS draws), ``"smc"`` (new SMC runs, slow for ODE
         models) or ``None`` (skip marginal likelihoods).
@@ -388,6 +415,7 @@ def compare(
         raise ModelError(f"evidence must be one of {list(EVIDENCE_METHODS)} or None, got {evidence!r}")
     if refit_bad_k < 0:
         raise ModelError(f"refit_bad_k must be >= 0, got {refit_bad_k}")
+    lso_on, lso_reason = exact_lso_decision(exact_lso, client)
     if (results is None) == (dataset is None or hypotheses is None):
         raise ModelError("pass either results, or dataset and hypotheses")
     settings = sampler_settings(settings, **sampler)
@@ -401,7 +429,11 @@ def compare(
     data = read_record(next(iter(named.values()))).dataset
     declarations = {n: _declaration(n, idata) for n, idata in named.items()}
     diagnostics = {n: check_diagnostics(idata, thresholds) for n, idata in named.items()}
-    loo, lso, refits = _predictive(named, data, refit_bad_k, effect_draws, seed, progress)
+    refit_dir = None if out_dir is None else Path(out_dir) / "refits"
+    loo, lso, refits, lso_summary = _predictive(
+        named, data, refit_bad_k, lso_on, effect_draws, seed,
+        runner=dict(client=client, workers=workers, out_dir=refit_dir, progress=progress))
+    lso_summary = {"mode": exact_lso, "on": lso_on, "reason": lso_reason} | lso_summary
     ranking = rank_hypotheses({n: loo[n].elpd_loo for n in named},
                               {n: diagnostics[n]["status"] for n in named})
     with psis.quiet_psis():
@@ -412,50 +444,127 @@ def compare(
                                      smc_runs=max(settings.chains, 2))
     sd_rows = _savage_dickey(named, declarations, densities, ev)
     table = _table(ranking, loo, lso, az_table["weight"], lso_weights, ev, diagnostics)
-    verdict, warns = write_verdict(table, sd_rows, refits)
+    verdict, warns = write_verdict(table, sd_rows, refits, lso_summary)
     fits = {}
     for n, idata in named.items():
         recorded = read_record(idata).sampler
         fits[n] = {k: recorded.to_dict()[k] if recorded else None
                    for k in ("sampler", "draws", "tune", "chains", "seed")}
-    settings = {"evidence": evidence, "refit_bad_k": refit_bad_k,
+    settings = {"evidence": evidence, "refit_bad_k": refit_bad_k, "exact_lso": exact_lso,
                 "pareto_k_threshold": psis.PARETO_K_THRESHOLD,
                 "separation_se": SEPARATION_SE,
                 "diagnostic_thresholds": dict(vars(thresholds or Thresholds())),
                 "effect_draws": effect_draws, "seed": seed, "fits": fits}
     comparison = Comparison(
         results=dict(named), table=table, ranking=ranking, verdict=verdict, warnings=warns + notes,
-        loo=loo, lso=lso, evidence=ev, savage_dickey=sd_rows, refits=refits, hypotheses=declarations,
+        loo=loo, lso=lso, evidence=ev, savage_dickey=sd_rows, refits=refits, exact_lso=lso_summary,
+        hypotheses=declarations,
         settings=settings, dataset=data, arviz_table=az_table,
     )
     return comparison
 
 
-def _predictive(named, data: Dataset, refit_bad_k: int, effect_draws: int, seed: int, progress: bool):
-    """PSIS-LOO per observation and per subject, with exact refits for the worst Pareto k."""
-    loo, lso, refits = {}, {}, {}
+#: Cores from which exact leave-subject-out refits are on by default (``exact_lso="auto"``).
+EXACT_LSO_CORES = 4
+EXACT_LSO_MODES = ("auto", "always", "never")
+
+
+def exact_lso_decision(mode: str, client=None, cores: int | None = None) -> tuple[bool, str]:
+    """Decide whether flagged subjects are refitted exactly; return (on, the reason in words).
+
+    ``"auto"`` turns the refits on when a Dask cluster is given (``client``) or the machine has
+    at least :data:`EXACT_LSO_CORES` cores: a refit costs a fit of the cohort, and a
+    hierarchical fit typically flags most subjects, so on a small machine (a 2-core CI runner)
+    they are an explicit choice (``"always"``).
+    """
+    if mode not in EXACT_LSO_MODES:
+        raise ModelError(f"exact_lso must be one of {list(EXACT_LSO_MODES)}, got {mode!r}")
+    if mode != "auto":
+        return mode == "always", f"exact_lso={mode!r}"
+    if client is not None:
+        return True, "auto: a Dask cluster was given"
+    cores = cores or os.cpu_count() or 1
+    if cores >= EXACT_LSO_CORES:
+        return True, f"auto: {cores} cores"
+    return False, f"auto: only {cores} cores (fewer than {EXACT_LSO_CORES}) and no Dask cluster"
+
+
+def _task_name(*parts: str) -> str:
+    """Return a fit-task name made of free text (hypothesis and subject names may hold any characters)."""
+    return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)) for p in parts)
+
+
+def _predictive(named, data: Dataset, refit_bad_k: int, exact_lso: bool, effect_draws: int, seed: int,
+                runner: dict):
+    """PSIS-LOO per observation and per subject, with exact refits where Pareto k is high.
+
+    The refits of all hypotheses are one :func:`~inference.batch.fit_many` batch; each is scored
+    by its :class:`~inference.refit.LeaveOut` in this process.
+    """
+    loo, lso, refits, jobs = {}, {}, {}, []
+    n_flagged = 0
     for name, idata in named.items():
         refits[name] = {"loo": [], "lso": []}
-        elpd = psis.loo(idata)
-        for i in psis.flagged(elpd, refit_bad_k):
-            refits[name]["loo"].append(refit_exact(idata, LeaveObservationOut(i), progress=progress)
-                                       | {"pareto_k": float(elpd.pareto_k.values[i])})
-        loo[name] = psis.replace_pointwise(elpd, {r["observation"]: r["elpd"] for r in refits[name]["loo"]})
+        loo[name] = psis.loo(idata)
+        for i in psis.flagged(loo[name], refit_bad_k):
+            jobs.append((name, "loo", i, LeaveObservationOut(i), float(loo[name].pareto_k.values[i])))
         if len(data.subject_ids) < 2:
             continue
-        elpd = psis.loo(psis.per_subject(idata))
-        exact = {}
-        for i in psis.flagged(elpd, refit_bad_k):
-            subject = data.subject_ids[i]
-            try:
-                row = refit_exact(idata, LeaveSubjectOut(subject, effect_draws, seed), progress=progress)
-            except DataError as error:  # the only subject of its group, under a group effect
-                refits[name]["lso"].append({"subject": subject, "skipped": str(error)})
-                continue
-            refits[name]["lso"].append(row | {"pareto_k": float(elpd.pareto_k.values[i])})
-            exact[i] = row["elpd"]
-        lso[name] = psis.replace_pointwise(elpd, exact)
-    return loo, lso, refits
+        lso[name] = psis.loo(psis.per_subject(idata))
+        flagged = psis.flagged(lso[name], len(data.subject_ids))
+        n_flagged += len(flagged)
+        for i in flagged if exact_lso else ():
+            leave_out = LeaveSubjectOut(data.subject_ids[i], effect_draws, seed)
+            jobs.append((name, "lso", i, leave_out, float(lso[name].pareto_k.values[i])))
+    summary = {"subjects_flagged": n_flagged, "subjects_refitted": 0, "subjects_skipped": 0,
+               "subjects_failed": 0, "seconds": 0.0, "workers": 0}
+    tasks, exact = {}, {(name, level): {} for name in named for level in ("loo", "lso")}
+    for job in jobs:
+        name, level, _, leave_out, k = job
+        label = leave_out.label(data)
+        task_name = _task_name(name, level, *label.values())
+        try:
+            tasks[task_name] = job, refit_task(named[name], leave_out, task_name)
+        except DataError as error:  # the only subject of its group, under a group effect
+            refits[name][level].append(label | {"pareto_k": k, "skipped": str(error)})
+            summary["subjects_skipped"] += level == "lso"
+    if tasks:
+        if runner["progress"]:
+            counts = {n: sum(job[0] == n and job[1] == "lso" for job, _ in tasks.values()) for n in named}
+            print(f"exact refits: {sum(counts.values())} subjects ("
+                  + ", ".join(f"{n}: {c}" for n, c in counts.items() if c)
+                  + f") and {len(tasks) - sum(counts.values())} observations", flush=True)
+        with _refit_folder(runner["out_dir"]) as folder:
+            batch = fit_many([task for _, task in tasks.values()], runner["client"], folder,
+                             workers=runner["workers"], progress=runner["progress"])
+            outcomes = {o.name: o for o in batch.outcomes}
+            for task_name, ((name, level, i, leave_out, k), _) in tasks.items():
+                outcome = outcomes[task_name]
+                if outcome.status == "failed":
+                    failure = {"pareto_k": k, "failed": outcome.error}
+                    refits[name][level].append(leave_out.label(data) | failure)
+                    summary["subjects_failed"] += level == "lso"
+                    continue
+                row = score(named[name], leave_out, load_result(outcome.path))
+                refits[name][level].append(row | {"pareto_k": k, "seconds": outcome.seconds})
+                exact[name, level][i] = row["elpd"]
+                summary["subjects_refitted"] += level == "lso"
+        summary |= {"seconds": batch.seconds, "workers": batch.workers}
+    for name in named:
+        loo[name] = psis.replace_pointwise(loo[name], exact[name, "loo"])
+        if name in lso:
+            lso[name] = psis.replace_pointwise(lso[name], exact[name, "lso"])
+    return loo, lso, refits, summary
+
+
+@contextlib.contextmanager
+def _refit_folder(out_dir: Path | None):
+    """Yield the refits' folder: ``out_dir`` (kept, so a rerun reuses them) or a temporary one."""
+    if out_dir is not None:
+        yield out_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="cytokine-refits-") as folder:
+        yield folder
 
 
 def _evidence(named, method: str | None, seed: int, *, smc_particles: int, smc_runs: int):

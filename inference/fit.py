@@ -8,13 +8,16 @@ dataset itself, seed, sampler settings, solver failures and package versions.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import arviz as az
 import pymc as pm
@@ -49,6 +52,12 @@ def sampler_settings(settings: SamplerSettings | None = None, **changes) -> Samp
     return replace(settings or SamplerSettings(), **changes)
 
 
+def _compile_nutpie(pm_model: pm.Model):
+    import nutpie
+
+    return nutpie.compile_pymc_model(pm_model, backend="numba")
+
+
 def fit(
     model: str | OdeModel,
     dataset: Dataset,
@@ -56,6 +65,7 @@ def fit(
     settings: SamplerSettings | None = None,
     *,
     progress: bool = True,
+    compile_model: Callable[[pm.Model], Any] | None = None,
     **sampler: str | int | float,
 ) -> az.InferenceData:
     """Fit ``model`` to ``dataset`` by NUTS and return the full InferenceData.
@@ -73,6 +83,10 @@ def fit(
         Sampler settings (:class:`~inference.sampler.SamplerSettings`; its defaults if None).
     progress
         Show progress bars (terminal or notebook).
+    compile_model
+        nutpie only: turns the built PyMC model into nutpie's compiled model, in place of
+        ``nutpie.compile_pymc_model(pm_model, backend="numba")``. :func:`inference.batch.fit_many`
+        passes one that reuses a compiled model for datasets of the same layout.
     **sampler
         Single sampler settings replacing those of ``settings`` (``sampler``, ``draws``, ``tune``,
         ``chains``, ``target_accept``, ``seed``), e.g. ``fit(model, data, draws=500, seed=1)``.
@@ -94,7 +108,7 @@ def fit(
     if settings.sampler == "nutpie":
         import nutpie
 
-        compiled = nutpie.compile_pymc_model(pm_model, backend="numba")
+        compiled = (compile_model or _compile_nutpie)(pm_model)
         compile_seconds = time.perf_counter() - start
         idata = nutpie.sample(
             compiled, draws=draws, tune=tune, chains=chains, seed=seed,
@@ -108,9 +122,11 @@ def fit(
         )
     else:
         compile_seconds = 0.0
+        # A Dask worker is a daemon process, which may not start the processes of parallel chains.
+        cores = 1 if multiprocessing.current_process().daemon else min(chains, os.cpu_count() or 1)
         with pm_model:
             idata = pm.sample(
-                draws=draws, tune=tune, chains=chains, cores=min(chains, os.cpu_count() or 1),
+                draws=draws, tune=tune, chains=chains, cores=cores,
                 target_accept=settings.target_accept, random_seed=seed, progressbar=progress,
                 compute_convergence_checks=False,
             )

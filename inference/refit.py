@@ -2,10 +2,13 @@
 
 One seam in the spirit of ArviZ's ``SamplingWrapper`` (which ``az.reloo`` drives): a
 :class:`LeaveOut` says which data it holds out (:meth:`LeaveOut.train`) and how to score them
-under a refit's posterior (:meth:`LeaveOut.log_integrand`); :func:`refit_exact` does the rest for
-either kind: refit the result's model, options and sampler settings to the training data, and
-return log p(held out | training data) as the log mean of the integrand over the refit's draws,
-with the Pareto k of that Monte Carlo mean.
+under a refit's posterior (:meth:`LeaveOut.log_integrand`). A refit is then two steps, for
+either kind: :func:`refit_task` makes the fit of the training data (the result's model,
+options and sampler settings) a :class:`~inference.batch.FitTask`, which
+:func:`~inference.batch.fit_many` runs with many others on Dask (as
+:func:`inference.compare.compare` does); :func:`score` turns the refit into log p(held out |
+training data), the log mean of the integrand over the refit's draws, with the Pareto k of that
+Monte Carlo mean. :func:`refit_exact` does both for one leave-out, in this process.
 
 Two leave-outs exist: :class:`LeaveObservationOut` (one observation of a fitted subject) and
 :class:`LeaveSubjectOut` (a whole subject, whose unseen random effects are integrated out by
@@ -24,14 +27,14 @@ import scipy.stats
 import xarray as xr
 from scipy.special import logsumexp
 
-from .data import Dataset
-from .fit import fit
+from .batch import FitTask, fit_task
+from .data import DataError, Dataset
 from .heldout import heldout_log_likelihood, subject_theta
 from .loo import integrand_pareto_k
 from .record import read_record
 from .structure import draws
 
-__all__ = ["LeaveObservationOut", "LeaveOut", "LeaveSubjectOut", "refit_exact"]
+__all__ = ["LeaveObservationOut", "LeaveOut", "LeaveSubjectOut", "refit_exact", "refit_task", "score"]
 
 #: Defensive share of the standard normal in the importance proposal for a new subject's effects.
 DEFENSIVE = 0.1
@@ -56,10 +59,30 @@ class LeaveOut(ABC):
         """Return what was held out of ``dataset``, as plain data (the first keys of the record)."""
 
 
-def refit_exact(idata: az.InferenceData, leave_out: LeaveOut, *, progress: bool = False) -> dict:
-    """Refit ``idata``'s model without ``leave_out``'s data, then score them exactly.
+def refit_task(idata: az.InferenceData, leave_out: LeaveOut, name: str) -> FitTask:
+    """Return the fit of ``idata``'s model to its data without ``leave_out``'s, as a task named ``name``.
 
-    The refit uses the result's model, options and sampler settings.
+    The task has the result's model, options, seed and sampler settings.
+
+    Raises
+    ------
+    DataError
+        The training data lack a group under a group effect (the left-out subject was the only
+        one of its group): its effect cannot be learnt, so the subject cannot be scored. Found
+        here, before anything is fitted.
+    """
+    record = read_record(idata)
+    train = leave_out.train(record.dataset)
+    lost = [g for g in record.dataset.groups if g not in set(train.groups)]
+    if record.options.group_effects and lost:
+        held = ", ".join(f"{k} {v}" for k, v in leave_out.label(record.dataset).items())
+        raise DataError(f"leaving out {held} leaves no subject of group {lost[0]!r}, whose group effect "
+                        f"on {list(record.options.group_effects)} the rest cannot learn")
+    return FitTask(name, record.model, train, record.options, record.sampler.seed, record.sampler)
+
+
+def score(idata: az.InferenceData, leave_out: LeaveOut, refit: az.InferenceData) -> dict:
+    """Score ``leave_out``'s data under ``refit``, the fit of :func:`refit_task`.
 
     Returns
     -------
@@ -68,13 +91,19 @@ def refit_exact(idata: az.InferenceData, leave_out: LeaveOut, *, progress: bool 
         the Pareto k of the Monte Carlo integrand; above 0.7 a few draws dominate the estimate,
         which is then noisy (more draws help).
     """
-    record = read_record(idata)
-    dataset = record.dataset
-    train = leave_out.train(dataset)
-    refit = fit(record.ode_model, train, record.options, record.sampler, progress=progress)
-    log_values = leave_out.log_integrand(idata, refit, train)
+    dataset = read_record(idata).dataset
+    log_values = leave_out.log_integrand(idata, refit, leave_out.train(dataset))
     elpd = float(logsumexp(log_values) - math.log(len(log_values)))
     return leave_out.label(dataset) | {"elpd": elpd, "integrand_pareto_k": integrand_pareto_k(log_values)}
+
+
+def refit_exact(idata: az.InferenceData, leave_out: LeaveOut) -> dict:
+    """Refit ``idata``'s model without ``leave_out``'s data in this process, then :func:`score` it.
+
+    The same fit as :func:`~inference.batch.fit_many` runs for :func:`refit_task` (same seed,
+    same draws).
+    """
+    return score(idata, leave_out, fit_task(refit_task(idata, leave_out, "refit")))
 
 
 def _sigma(posterior: xr.Dataset) -> tuple[np.ndarray, list[str]]:
@@ -118,8 +147,8 @@ class LeaveSubjectOut(LeaveOut):
     full fit and the standard normal itself; the Pareto k of the weights says whether that
     integral can be trusted.
 
-    A subject that is the only one of its group, under a group effect, cannot be scored: its
-    refit raises :class:`~inference.data.DataError`.
+    A subject that is the only one of its group, under a group effect, cannot be scored:
+    :func:`refit_task` raises :class:`~inference.data.DataError`.
     """
 
     subject: str

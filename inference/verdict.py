@@ -91,13 +91,15 @@ def _diagnostics_caution(table: pd.DataFrame) -> str | None:
 
 
 def write_verdict(table: pd.DataFrame, savage_dickey: Sequence[dict] = (),
-                  refits: Mapping[str, Mapping[str, list]] | None = None) -> tuple[str, list[str]]:
+                  refits: Mapping[str, Mapping[str, list]] | None = None,
+                  exact_lso: Mapping | None = None) -> tuple[str, list[str]]:
     """Write the verdict and the warnings from a comparison table (rows in ranking order).
 
     Uses the columns ``elpd_loo, elpd_diff, dse, weight, diagnostics_status, diagnostics_flagged,
     diagnostics_problems, diagnostics_cautions,
     n_high_k, n_observations, elpd_lso, elpd_lso_diff, elpd_lso_dse, n_high_k_lso, log_ml,
-    log_ml_se, solver_failures``; ``refits`` as in :attr:`Comparison.refits`.
+    log_ml_se, solver_failures``; ``refits`` and ``exact_lso`` as in
+    :attr:`~inference.compare.Comparison.refits` and :attr:`~inference.compare.Comparison.exact_lso`.
     """
     sentences, warns = [], []
     for n, done in (refits or {}).items():
@@ -105,6 +107,9 @@ def write_verdict(table: pd.DataFrame, savage_dickey: Sequence[dict] = (),
             for r in done.get(level, []):
                 if "skipped" in r:
                     warns.append(f"{n}: subject {r['subject']} was not refitted: {r['skipped']}")
+                elif "failed" in r:
+                    warns.append(f"{n}: the exact refit of {unit} {r.get(unit)} failed ({r['failed']}); "
+                                 "its PSIS estimate stands.")
                 elif not r["integrand_pareto_k"] <= PARETO_K_THRESHOLD:  # NaN counts as unreliable
                     warns.append(f"{n}: the exact refit of {unit} {r.get(unit)} is a noisy Monte Carlo "
                                  f"estimate (Pareto k {r['integrand_pareto_k']:.2f} over its draws); "
@@ -130,9 +135,11 @@ def write_verdict(table: pd.DataFrame, savage_dickey: Sequence[dict] = (),
                          "observations have Pareto k above the threshold: their PSIS-LOO estimates are "
                          "unreliable; refit them exactly (--refit-bad-k N) before trusting close calls.")
         if table.at[n, "n_high_k_lso"]:
+            off = exact_lso and not exact_lso["on"]
+            why = f" (exact refits are off: {exact_lso['reason']})" if off else ""
             warns.append(f"{n}: {int(table.at[n, 'n_high_k_lso'])} subjects have Pareto k above the "
-                         "threshold in leave-subject-out: elpd_lso is a rough estimate for them "
-                         "(--refit-bad-k N refits them exactly).")
+                         f"threshold in leave-subject-out: elpd_lso is a rough estimate for them{why}; "
+                         "--exact-lso always refits them exactly (on Dask: --scheduler ADDRESS).")
     if not sound:
         sentences.append("No hypothesis passed the sampling diagnostics, so what follows is provisional: "
                          "rerun the fits with more tuning or draws before relying on it.")
@@ -158,6 +165,9 @@ def write_verdict(table: pd.DataFrame, savage_dickey: Sequence[dict] = (),
         lso_best = max(sound, key=lambda n: table.at[n, "elpd_lso"])
         rough = int(table.loc[sound, "n_high_k_lso"].sum())
         caveat = f" (roughly: {rough} subject estimates have high Pareto k)" if rough else ""
+        if exact_lso and exact_lso.get("subjects_refitted"):
+            caveat += (f" ({exact_lso['subjects_refitted']} subject estimates with high Pareto k refitted "
+                       f"exactly, in {exact_lso['seconds']:.0f} s on {exact_lso['workers']} Dask worker(s))")
         if lso_best == best:
             agree = "agrees"
         else:  # differences are to the LOO best: a negative one favours lso_best
