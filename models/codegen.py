@@ -24,10 +24,6 @@ import sympy
 
 from .spec import MathNamespace, ModelError, OdeModel
 
-_RESERVED = {"t", "y", "th", "dy", "J", "Jp", "S", "dS", "D", "v", "y0", "S0", "active", "math",
-             "numba", "j"}
-
-
 @dataclass(frozen=True)
 class Symbolic:
     """The model in sympy form: right-hand side, Jacobians, initial state and its Jacobian."""
@@ -42,16 +38,18 @@ class Symbolic:
 
 
 def symbolic(model: OdeModel) -> Symbolic:
-    """Evaluate the model on sympy symbols and differentiate it."""
-    clash = sorted(set(model.state_names + model.theta_names) & _RESERVED)
-    if clash:
-        raise ModelError(f"model {model.name}: names {clash} are reserved by the code generator")
-    states = [sympy.Symbol(n, real=True) for n in model.state_names]
-    theta = [sympy.Symbol(n, real=True) for n in model.theta_names]
+    """Evaluate the model on sympy symbols and differentiate it.
+
+    The symbols are named by position (``_y0``, ``_th0``, ...), not by the model's names, so that
+    no state, parameter or input name (``S``, ``t``, ``math``) can clash with the generated code's
+    own variables; the namespaces ``s``, ``p`` and ``u`` still give them by the model's names.
+    """
+    states = [sympy.Symbol(f"_y{i}", real=True) for i in range(len(model.state_names))]
+    theta = [sympy.Symbol(f"_th{k}", real=True) for k in range(len(model.theta_names))]
     n_p = len(model.parameters)
-    s = SimpleNamespace(**{x.name: x for x in states})
-    p = SimpleNamespace(**{x.name: x for x in theta[:n_p]})
-    u = SimpleNamespace(**{x.name: x for x in theta[n_p:]})
+    s = SimpleNamespace(**dict(zip(model.state_names, states, strict=True)))
+    p = SimpleNamespace(**dict(zip(model.parameter_names, theta[:n_p], strict=True)))
+    u = SimpleNamespace(**dict(zip(model.input_names, theta[n_p:], strict=True)))
     m = MathNamespace(sympy)
     rhs = model.rhs(s, p, u, m)
     init = model.initial(p, u, m)
@@ -75,8 +73,9 @@ def _body(outputs: list[tuple[str, sympy.Expr]], indent: str = "    ") -> list[s
     return lines
 
 
-def _unpack(symbols: list[sympy.Symbol], array: str, used: set) -> list[str]:
-    return [f"    {x} = {array}[{i}]" for i, x in enumerate(symbols) if x in used]
+def _unpack(symbols: list[sympy.Symbol], names: tuple[str, ...], array: str, used: set) -> list[str]:
+    return [f"    {x} = {array}[{i}]  # {name}" for i, (x, name) in enumerate(zip(symbols, names, strict=True))
+            if x in used]
 
 
 def generate_source(model: OdeModel) -> str:
@@ -92,8 +91,8 @@ def generate_source(model: OdeModel) -> str:
         used = set().union(*(sympy.sympify(e).free_symbols for e in exprs)) if exprs else set()
         return [
             f"def {name}({args}):",
-            *_unpack(sym.states, "y", used),
-            *_unpack(sym.theta, "th", used),
+            *_unpack(sym.states, model.state_names, "y", used),
+            *_unpack(sym.theta, model.theta_names, "th", used),
         ]
 
     lines = [
