@@ -24,6 +24,7 @@ import sympy
 
 from .spec import MathNamespace, ModelError, OdeModel
 
+
 @dataclass(frozen=True)
 class Symbolic:
     """The model in sympy form: right-hand side, Jacobians, initial state and its Jacobian."""
@@ -74,8 +75,8 @@ def _body(outputs: list[tuple[str, sympy.Expr]], indent: str = "    ") -> list[s
 
 
 def _unpack(symbols: list[sympy.Symbol], names: tuple[str, ...], array: str, used: set) -> list[str]:
-    return [f"    {x} = {array}[{i}]  # {name}" for i, (x, name) in enumerate(zip(symbols, names, strict=True))
-            if x in used]
+    pairs = enumerate(zip(symbols, names, strict=True))
+    return [f"    {x} = {array}[{i}]  # {name}" for i, (x, name) in pairs if x in used]
 
 
 def generate_source(model: OdeModel) -> str:
