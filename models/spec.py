@@ -213,6 +213,24 @@ class MathNamespace:
 
 FLOAT_MATH = MathNamespace(math)
 
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model written by a user came from: its file and the name that holds the model.
+
+    ``text`` is the file's full source: results store it, so that the model can be rebuilt
+    without the file (:func:`models.user.load_source`).
+    """
+
+    file: str
+    attribute: str
+    text: str = field(repr=False)
+
+    @property
+    def spec(self) -> str:
+        """The ``path/to/file.py:NAME`` form of the command line and hypotheses files."""
+        return f"{self.file}:{self.attribute}"
+
 RHS = Callable[[SimpleNamespace, SimpleNamespace, SimpleNamespace, MathNamespace], Mapping]
 Initial = Callable[[SimpleNamespace, SimpleNamespace, MathNamespace], Mapping]
 
@@ -247,6 +265,9 @@ class OdeModel:
         Known ridges: parameters the data inform only in combination.
     resistance
         How GC resistance is read from the model (None: the model has no notion of it).
+    source
+        For a model loaded from a user's file (:func:`models.user.load_model_file`), that file's
+        name and text; ``None`` for library models and models made in code.
     """
 
     name: str
@@ -262,6 +283,16 @@ class OdeModel:
     cohort_random_effects: tuple[str, ...] = ()
     ridges: tuple[Ridge, ...] = ()
     resistance: Resistance | None = None
+    source: ModelSource | None = field(default=None, repr=False, compare=False)
+
+    def __reduce_ex__(self, protocol):
+        # A model from a user's file pickles as its source (for Dask workers): the functions of
+        # a module executed from text cannot be pickled by reference.
+        if self.source is not None:
+            from .user import load_source
+
+            return load_source, (self.source,)
+        return super().__reduce_ex__(protocol)
 
     def __post_init__(self) -> None:
         names = self.state_names + self.parameter_names + self.input_names
