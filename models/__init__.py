@@ -5,6 +5,8 @@ from .simulate import SolverError, simulate
 from .solvers import Event, Solution, SolverSettings, solve
 from .spec import (
     Beta,
+    Gamma,
+    HalfNormal,
     Input,
     LogNormal,
     MathNamespace,
@@ -16,12 +18,15 @@ from .spec import (
     Parameter,
     Prior,
     State,
+    TruncatedNormal,
 )
 
 __all__ = [
     "MODELS",
     "Beta",
     "Event",
+    "Gamma",
+    "HalfNormal",
     "Input",
     "LogNormal",
     "MathNamespace",
@@ -36,6 +41,7 @@ __all__ = [
     "SolverError",
     "SolverSettings",
     "State",
+    "TruncatedNormal",
     "get_model",
     "simulate",
     "solve",
