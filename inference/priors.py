@@ -210,8 +210,13 @@ def unconstrained(prior: Prior) -> Unconstrained:
 
 
 def prior_to_dict(prior: Prior) -> dict[str, Any]:
-    """Return ``{"kind": name, field: value, ...}`` (the form of results' JSON and hypotheses' TOML)."""
-    return {"kind": prior_kind(prior).name, **asdict(prior)}
+    """Return ``{"kind": name, field: value, ...}`` (the form of results' JSON and hypotheses' TOML).
+
+    Fields at their default are left out (a truncated normal's ``upper = inf``, which JSON lacks).
+    """
+    defaults = {f.name: f.default for f in fields(prior) if f.default is not MISSING}
+    values = {k: v for k, v in asdict(prior).items() if k not in defaults or v != defaults[k]}
+    return {"kind": prior_kind(prior).name, **values}
 
 
 def prior_from_dict(data: Mapping[str, Any]) -> Prior:
