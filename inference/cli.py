@@ -111,10 +111,13 @@ def cmd_simulate(args) -> None:
         rows.append({"subject": f"S{k + 1:02d}", **values, **dose})
     truth = pd.DataFrame(rows)
     times = [float(t) for t in _names(args.times)]
-    dataset = simulate_dataset(
-        model, truth, times, sigma={a: args.sigma for a in model.analytes},
-        lloq={a: args.lloq for a in ("TNF", "IL6") if a in model.analytes}, seed=args.seed,
-    )
+    try:
+        dataset = simulate_dataset(
+            model, truth, times, sigma={a: args.sigma for a in model.analytes},
+            lloq={a: args.lloq for a in ("TNF", "IL6") if a in model.analytes}, seed=args.seed,
+        )
+    except ValueError as error:  # inconsistent settings, e.g. a zero observable at a sample time
+        raise UsageError(str(error)) from None
     save_dataset(dataset, out, overwrite=args.force)
     truth_path = out.with_name(out.stem + "_truth.csv")
     truth.to_csv(truth_path, index=False)

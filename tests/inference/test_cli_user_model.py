@@ -102,3 +102,13 @@ def test_a_model_file_without_a_valid_model_is_status_2_and_nothing_written(tmp_
     err = capsys.readouterr().err
     assert "h.toml: hypothesis 'H0', key 'model': " in err and message in err
     assert not (tmp_path / "out").exists()
+
+
+def test_simulating_a_user_model_that_starts_at_zero_says_why_at_time_0(tmp_path, capsys):
+    file = tmp_path / "two.py"
+    file.write_text(MODEL_FILE)
+    out = tmp_path / "s.csv"
+    assert main(["simulate", "--model", f"{file}:TWO", "--times", "0,1,2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "model two_compartments gives non-positive observables; log-normal noise needs > 0" in err
+    assert not out.exists()
