@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import keyword
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,19 @@ from types import ModuleType, SimpleNamespace
 import sympy
 
 from .spec import MathNamespace, ModelError, OdeModel
+
+# Names of the generated functions' own arguments, loop variables and builtins (see generate_source),
+# and the forms of their helper variables (_c0, _v0, J_0_1, P_0_1).
+_GENERATED = {"t", "y", "th", "dy", "J", "Jp", "S", "dS", "D", "v", "y0", "S0", "active", "math", "j",
+              "range"}
+_HELPER = re.compile(r"_.*|[JP]_\d+_\d+")
+
+
+def _symbol_name(name: str, positional: str) -> str:
+    """Return ``name`` if the generated code can use it as a variable, else ``positional``."""
+    usable = (name.isidentifier() and not keyword.iskeyword(name) and name not in _GENERATED
+              and not _HELPER.fullmatch(name))
+    return name if usable else positional
 
 
 @dataclass(frozen=True)
@@ -41,12 +56,13 @@ class Symbolic:
 def symbolic(model: OdeModel) -> Symbolic:
     """Evaluate the model on sympy symbols and differentiate it.
 
-    The symbols are named by position (``_y0``, ``_th0``, ...), not by the model's names, so that
-    no state, parameter or input name (``S``, ``t``, ``math``) can clash with the generated code's
-    own variables; the namespaces ``s``, ``p`` and ``u`` still give them by the model's names.
+    A symbol carries the model's own name where the generated code can use it as a variable (the
+    code reads as the equations); a name the generated functions use themselves (``t``, ``y``,
+    ``S``, ``J``, ``th``, ``math`` ...) or one that is not a plain identifier gets a positional
+    name instead (``_s0`` for a state, ``_p0`` for a parameter or input), so any name works.
     """
-    states = [sympy.Symbol(f"_y{i}", real=True) for i in range(len(model.state_names))]
-    theta = [sympy.Symbol(f"_th{k}", real=True) for k in range(len(model.theta_names))]
+    states = [sympy.Symbol(_symbol_name(n, f"_s{i}"), real=True) for i, n in enumerate(model.state_names)]
+    theta = [sympy.Symbol(_symbol_name(n, f"_p{k}"), real=True) for k, n in enumerate(model.theta_names)]
     n_p = len(model.parameters)
     s = SimpleNamespace(**dict(zip(model.state_names, states, strict=True)))
     p = SimpleNamespace(**dict(zip(model.parameter_names, theta[:n_p], strict=True)))
@@ -76,7 +92,8 @@ def _body(outputs: list[tuple[str, sympy.Expr]], indent: str = "    ") -> list[s
 
 def _unpack(symbols: list[sympy.Symbol], names: tuple[str, ...], array: str, used: set) -> list[str]:
     pairs = enumerate(zip(symbols, names, strict=True))
-    return [f"    {x} = {array}[{i}]  # {name}" for i, (x, name) in pairs if x in used]
+    return [f"    {x} = {array}[{i}]" + (f"  # {name}" if x.name != name else "")
+            for i, (x, name) in pairs if x in used]
 
 
 def generate_source(model: OdeModel) -> str:
