@@ -28,6 +28,7 @@ from pathlib import Path
 
 from models import OdeModel, get_model
 from models.codegen import source_hash
+from models.user import resolve_model_file
 
 from .build import ModelOptions, default_options
 from .data import DataError, Dataset
@@ -358,7 +359,8 @@ def read_manifest(path: str | os.PathLike, sampler: SamplerSettings) -> list[Fit
     """Read a CSV manifest: one fit per row.
 
     Columns: ``name`` and ``data`` (a tidy observations CSV, relative to the manifest's folder)
-    are required; optional ``model`` (default ``acute_inflammation``), ``seed`` (default 0),
+    are required; optional ``model`` (default ``acute_inflammation``, or ``file.py:NAME`` relative to
+    the manifest's folder), ``seed`` (default 0),
     ``fixed`` (``r=0;K_C=300``), ``random_effects`` and ``group_effects`` (``k_T;r``),
     ``likelihood``, ``subjects_table`` and ``events`` (CSV paths). Empty cells take the defaults
     of ``cytokine-balance fit``.
@@ -372,7 +374,7 @@ def read_manifest(path: str | os.PathLike, sampler: SamplerSettings) -> list[Fit
 
     from models import ModelError
 
-    from .data import load_dataset
+    from .data import load_dataset, model_analytes
 
     path = Path(path)
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -391,9 +393,9 @@ def read_manifest(path: str | os.PathLike, sampler: SamplerSettings) -> list[Fit
             return None if not value else path.parent / value  # noqa: B023
 
         try:
+            model = get_model(resolve_model_file(cell("model", "acute_inflammation"), path.parent))
             dataset = load_dataset(relative("data"), subjects=relative("subjects_table"),
-                                   events=relative("events"))
-            model = get_model(cell("model", "acute_inflammation"))
+                                   events=relative("events"), analytes=model_analytes(model))
             base = default_options(model, dataset)
             fixed = {}
             for item in filter(None, cell("fixed").split(";")):
@@ -410,7 +412,7 @@ def read_manifest(path: str | os.PathLike, sampler: SamplerSettings) -> list[Fit
                 likelihood=cell("likelihood", "lognormal"),
             )
             options.check(model, dataset)
-            tasks.append(FitTask(cell("name"), model.name, dataset, options, int(cell("seed", "0")), sampler))
+            tasks.append(FitTask(cell("name"), model, dataset, options, int(cell("seed", "0")), sampler))
         except (DataError, ModelError, ValueError, FileNotFoundError) as error:
             problems.append(f"{path}, row {row_number}: {error}")
     if problems:
@@ -418,7 +420,7 @@ def read_manifest(path: str | os.PathLike, sampler: SamplerSettings) -> list[Fit
     return tasks
 
 
-def subject_tasks(dataset: Dataset, model: str, options_for, seed: int,
+def subject_tasks(dataset: Dataset, model: str | OdeModel, options_for, seed: int,
                   sampler: SamplerSettings) -> list[FitTask]:
     """One task per subject of ``dataset`` (each subject fitted alone), named after the subject."""
     tasks = []

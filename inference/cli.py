@@ -19,6 +19,8 @@ from models import MODELS, ModelError, SolverSettings, get_model
 from models.solvers import METHODS
 
 EXIT_BAD_INPUT = 2
+MODEL_HELP = ("a library model name (see 'cytokine-balance info') or a model of your own, "
+              "path/to/file.py:NAME (the OdeModel NAME defined in that file; results store the file)")
 
 
 class UsageError(ValueError):
@@ -87,7 +89,7 @@ def cmd_info(args) -> None:
 
 # ---- simulate --------------------------------------------------------------------------------
 def cmd_simulate(args) -> None:
-    """Simulate a cohort from a library model with known truth and write it as a tidy CSV."""
+    """Simulate a cohort from a model with known truth and write it as a tidy CSV."""
     from inference.data import save_dataset
     from inference.synthetic import simulate_dataset
 
@@ -105,13 +107,17 @@ def cmd_simulate(args) -> None:
         for name in model.parameter_names:
             if model.parameter(name).upper == np.inf and name not in overrides:
                 values[name] *= float(np.exp(args.variation * rng.standard_normal()))
-        rows.append({"subject": f"S{k + 1:02d}", **values, "dose": args.dose})
+        dose = {"dose": args.dose} if "dose" in model.input_names else {}
+        rows.append({"subject": f"S{k + 1:02d}", **values, **dose})
     truth = pd.DataFrame(rows)
     times = [float(t) for t in _names(args.times)]
-    dataset = simulate_dataset(
-        model, truth, times, sigma={a: args.sigma for a in model.analytes},
-        lloq={"TNF": args.lloq, "IL6": args.lloq}, seed=args.seed,
-    )
+    try:
+        dataset = simulate_dataset(
+            model, truth, times, sigma={a: args.sigma for a in model.analytes},
+            lloq={a: args.lloq for a in ("TNF", "IL6") if a in model.analytes}, seed=args.seed,
+        )
+    except ValueError as error:  # inconsistent settings, e.g. a zero observable at a sample time
+        raise UsageError(str(error)) from None
     save_dataset(dataset, out, overwrite=args.force)
     truth_path = out.with_name(out.stem + "_truth.csv")
     truth.to_csv(truth_path, index=False)
@@ -147,11 +153,15 @@ def _priors(path: str | None, model) -> dict:
     return load_priors(path, model)
 
 
-def _load_data(path, args):
-    """Load a dataset to fit and say what became of its flagged samples (kept unless --exclude-flagged)."""
-    from inference.data import load_dataset
+def _load_data(path, args, models):
+    """Load a dataset to fit and say what became of its flagged samples (kept unless --exclude-flagged).
 
-    dataset = load_dataset(path, subjects=args.subjects_table, events=args.events)
+    The analytes of ``models`` are known besides the library's (a user's model may observe others).
+    """
+    from inference.data import load_dataset, model_analytes
+
+    dataset = load_dataset(path, subjects=args.subjects_table, events=args.events,
+                           analytes=model_analytes(*models))
     n = dataset.n_flagged
     if not n:
         return dataset, ""
@@ -169,7 +179,7 @@ def cmd_fit(args) -> None:
     report = None if args.no_report else Path(args.report or out.with_suffix(".html"))
     if report is not None:
         _check_output(report, args.force)
-    dataset, flagged = _load_data(args.data, args)
+    dataset, flagged = _load_data(args.data, args, [get_model(args.model)])
     options = _options(args, dataset)
     summary = dataset.summary()
     print(f"fitting {args.model} to {dataset.source}: {summary['n_subjects']} subject(s), "
@@ -219,7 +229,8 @@ def cmd_compare(args) -> None:
                              "cytokine-balance compare DATA.csv --hypotheses FILE.toml --out DIR")
         if not Path(args.hypotheses).exists():
             raise UsageError(f"{args.hypotheses}: no such hypotheses file")
-        dataset, flagged = _load_data(inputs[0], args)
+        models = [h.ode_model for h in load_hypotheses(args.hypotheses)]  # the analytes they observe
+        dataset, flagged = _load_data(inputs[0], args, models)
         if flagged:
             print(f"{dataset.source}{flagged}")
         hypotheses = load_hypotheses(args.hypotheses, dataset)
@@ -287,7 +298,7 @@ def cmd_fit_many(args) -> None:
     """Fit every subject of a dataset separately, or every row of a manifest, on Dask."""
     from inference.batch import fit_many, read_manifest, subject_tasks
     from inference.build import ModelOptions
-    from inference.data import load_dataset
+    from inference.data import load_dataset, model_analytes
 
     if (args.data is None) == (args.manifest is None):
         raise UsageError("give either a data CSV (one fit per subject) or --manifest FILE.csv")
@@ -297,9 +308,11 @@ def cmd_fit_many(args) -> None:
             raise UsageError(f"{args.manifest}: no such manifest")
         tasks = read_manifest(args.manifest, sampler)
     else:
-        dataset = load_dataset(args.data, subjects=args.subjects_table, events=args.events)
+        model = get_model(args.model)
+        dataset = load_dataset(args.data, subjects=args.subjects_table, events=args.events,
+                               analytes=model_analytes(model))
         fixed = _assignments(args.fixed, "--fixed")
-        tasks = subject_tasks(dataset, args.model, lambda _: ModelOptions(fixed=fixed), args.seed, sampler)
+        tasks = subject_tasks(dataset, model, lambda _: ModelOptions(fixed=fixed), args.seed, sampler)
     client = _client(args)
     try:
         result = fit_many(tasks, client, args.out, workers=args.workers)
@@ -329,7 +342,8 @@ def add_fit_many_parser(sub) -> None:
     p.add_argument("data", nargs="?", help="tidy observations CSV: fit each subject separately")
     p.add_argument("--manifest", help="CSV manifest, one fit per row")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--model", default="acute_inflammation", help="model of the per-subject fits")
+    p.add_argument("--model", default="acute_inflammation",
+                   help="model of the per-subject fits: " + MODEL_HELP)
     p.add_argument("--subjects-table", help="optional subject table CSV (per-subject fits)")
     p.add_argument("--events", help="optional events CSV (per-subject fits)")
     p.add_argument("--fixed", help="fix parameters in the per-subject fits, e.g. r=0")
@@ -341,7 +355,7 @@ def add_fit_many_parser(sub) -> None:
 def cmd_validate(args) -> None:
     """Simulation-based calibration or coverage: simulate, fit on Dask, write a table and a page."""
     from inference.build import ModelOptions
-    from inference.data import load_dataset
+    from inference.data import load_dataset, model_analytes
     from inference.files import write_atomically
     from inference.report.validation import render_coverage, render_sbc
     from inference.validate import RANK_DRAWS, coverage_table, design_from_dataset, run_study, sbc_table
@@ -354,10 +368,12 @@ def cmd_validate(args) -> None:
         raise UsageError(f"--n must be at least 2, got {args.n}")
     if not Path(args.design).exists():
         raise UsageError(f"{args.design}: no such design file")
-    design = design_from_dataset(args.model, load_dataset(args.design), args.subject)
+    model = get_model(args.model)
+    design = design_from_dataset(model, load_dataset(args.design, analytes=model_analytes(model)),
+                                 args.subject)
     client = _client(args)
     try:
-        study = run_study(args.model, design, args.n, out / "fits",
+        study = run_study(model, design, args.n, out / "fits",
                           options=ModelOptions(fixed=_assignments(args.fixed, "--fixed")),
                           sampler=_sampler_settings(args), seed=args.seed,
                           n_rank_draws=args.rank_draws or RANK_DRAWS,
@@ -391,7 +407,7 @@ def add_validate_parser(sub) -> None:
         p = checks.add_parser(check, help=text, description=text.replace("%%", "%") + f". Writes "
                               f"OUT/{check}.html and OUT/{check}.csv; the fits are kept in OUT/fits/ and "
                               "reused by a rerun (sbc and coverage with the same settings share them).")
-        p.add_argument("--model", default="acute_inflammation")
+        p.add_argument("--model", default="acute_inflammation", help=MODEL_HELP)
         p.add_argument("--design", required=True, help="observations CSV whose subject gives the sample "
                        "times, analytes, LLOQs and inputs (e.g. data/single_subject/observations.csv)")
         p.add_argument("--subject", help="the design's subject, if the file has several")
@@ -414,11 +430,11 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="list models, or show one model's equations, parameters and priors")
-    p.add_argument("model", nargs="?", help="a library model name")
+    p.add_argument("model", nargs="?", help=MODEL_HELP)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("simulate", help="simulate a cohort with known truth (tidy CSV + truth CSV)")
-    p.add_argument("--model", default="acute_inflammation")
+    p.add_argument("--model", default="acute_inflammation", help=MODEL_HELP)
     p.add_argument("--subjects", type=int, default=1, help="number of subjects")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output CSV")
@@ -434,7 +450,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit a model to a dataset (writes result .nc and report .html)")
     p.add_argument("data", help="tidy observations CSV (see data/README.md)")
-    p.add_argument("--model", default="acute_inflammation")
+    p.add_argument("--model", default="acute_inflammation", help=MODEL_HELP)
     p.add_argument("--out", default="result.nc", help="result netCDF (default result.nc)")
     p.add_argument("--report", help="report HTML (default: the result path with .html)")
     p.add_argument("--no-report", action="store_true", help="do not write the report")

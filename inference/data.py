@@ -36,7 +36,8 @@ import pandera.pandas as pa
 
 from .files import write_atomically
 
-__all__ = ["CANONICAL_UNITS", "OBSERVATION_COLUMNS", "DataError", "Dataset", "load_dataset", "save_dataset"]
+__all__ = ["CANONICAL_UNITS", "OBSERVATION_COLUMNS", "DataError", "Dataset", "load_dataset", "model_analytes",
+           "save_dataset"]
 
 
 class DataError(ValueError):
@@ -754,6 +755,14 @@ def _analyte_units(analytes: Mapping[str, str] | None) -> dict[str, str]:
             )
         units[name] = unit
     return units
+
+
+def model_analytes(*models) -> dict[str, str]:
+    """Analytes the models (:class:`~models.OdeModel`) observe beyond :data:`CANONICAL_UNITS`.
+
+    With their units: the ``analytes`` argument of :func:`load_dataset` for data of a user's model.
+    """
+    return {o.analyte: o.unit for m in models for o in m.observables if o.analyte not in CANONICAL_UNITS}
 
 
 def load_dataset(

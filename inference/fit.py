@@ -73,7 +73,8 @@ def fit(
     Parameters
     ----------
     model
-        Library name or model object.
+        Library name, ``path/to/file.py:NAME`` (a user's model, stored with the result) or model
+        object.
     dataset
         A validated dataset.
     options
@@ -138,7 +139,8 @@ def fit(
             idata, var_names=["log_y"], random_seed=seed + 1, progressbar=False,
         ), join="right")
     write_record(idata, RunRecord(
-        model=model.name, options=options, dataset=dataset, sampler=settings, solver_failures=failures,
+        model=model.name, model_source=model.source, options=options, dataset=dataset, sampler=settings,
+        solver_failures=failures,
         timings={"compile_seconds": compile_seconds, "sampling_seconds": sampling_seconds},
         created=datetime.now(UTC).isoformat(timespec="seconds"), python=sys.version.split()[0],
         versions=_versions(),

@@ -22,9 +22,10 @@ declared in Python or in a small TOML file (read with :mod:`tomllib`)::
     model = "gc_receptor"
     group_effects = ["k_D"]
 
-Keys of a hypothesis: ``description``, ``model`` (default ``acute_inflammation``), ``fixed``
+Keys of a hypothesis: ``description``, ``model`` (default ``acute_inflammation``; a model of your
+own is ``"path/to/file.py:NAME"``, the path relative to the TOML file's folder), ``fixed``
 (``{parameter = number}``), ``priors`` (``{parameter = {kind = "LogNormal", median = .., sigma =
-..}}``, or ``kind = "Beta"`` with ``alpha, beta``, or ``kind = "Normal"`` with ``mu, sigma``),
+..}}``, or another kind of :data:`inference.priors.PRIOR_KINDS` with its fields),
 ``random_effects``, ``group_effects`` (lists of parameters), ``covariates`` (``{parameter =
 [subject column, ...]}``), ``likelihood`` (``lognormal`` or ``student_t``), ``nu`` and ``solver``
 (``{method, rtol, atol, max_steps}``). A hypothesis inherits every key of ``[defaults]`` it does not
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from models import ModelError, OdeModel, Prior, SolverSettings, get_model
+from models.user import resolve_model_file
 
 from .build import ModelOptions
 from .data import Dataset
@@ -77,7 +79,8 @@ class Hypothesis:
     name
         Short name (letters, digits, ``_ . -``; it names the result file ``<name>.nc``).
     model
-        Library model name (see ``cytokine-balance info``).
+        Library model name (see ``cytokine-balance info``) or ``path/to/file.py:NAME``, a model of
+        your own (:mod:`models.user`).
     description
         What the hypothesis says, in words (shown in the comparison).
     options
@@ -109,7 +112,7 @@ class Hypothesis:
 
     @property
     def ode_model(self) -> OdeModel:
-        """The library model."""
+        """The model object."""
         return get_model(self.model)
 
     def check(self, dataset: Dataset) -> None:
@@ -259,7 +262,7 @@ def load_hypotheses(path: str | Path, dataset: Dataset | None = None) -> tuple[H
     """
     path = Path(path)
     data = _read_toml(path)
-    return parse_hypotheses(data, source=path.name, dataset=dataset)
+    return parse_hypotheses(data, source=path.name, dataset=dataset, folder=path.parent)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -317,8 +320,11 @@ def load_priors(path: str | Path, model: str | OdeModel | None = None) -> dict[s
 
 
 def parse_hypotheses(data: Mapping[str, Any], *, source: str = "<hypotheses>",
-                     dataset: Dataset | None = None) -> tuple[Hypothesis, ...]:
+                     dataset: Dataset | None = None, folder: str | Path = ".") -> tuple[Hypothesis, ...]:
     """Turn parsed TOML (``{"defaults": {...}, "hypotheses": {name: {...}}}``) into hypotheses.
+
+    A ``model = "path/to/file.py:NAME"`` with a relative path is relative to ``folder`` (that of
+    the TOML file).
 
     Raises
     ------
@@ -345,7 +351,7 @@ def parse_hypotheses(data: Mapping[str, Any], *, source: str = "<hypotheses>",
         if not isinstance(table, Mapping):
             problems.append(f"hypothesis {name!r}: expected a table [hypotheses.{name}], got {table!r}")
             continue
-        hypothesis, found = _from_table(str(name), table, defaults)
+        hypothesis, found = _from_table(str(name), table, defaults, Path(folder))
         problems += found
         if hypothesis is not None:
             hypotheses.append(hypothesis)
@@ -357,7 +363,7 @@ def parse_hypotheses(data: Mapping[str, Any], *, source: str = "<hypotheses>",
     return tuple(hypotheses)
 
 
-def _from_table(name: str, table: Mapping[str, Any], defaults: Mapping[str, Any]):
+def _from_table(name: str, table: Mapping[str, Any], defaults: Mapping[str, Any], folder: Path):
     """One hypothesis from its TOML table and the defaults; returns (hypothesis or None, problems)."""
     problems = [f"hypothesis {name!r}, key {key!r}: unknown key; expected one of {list(HYPOTHESIS_KEYS)}"
                 for key in table if key not in HYPOTHESIS_KEYS]
@@ -388,6 +394,8 @@ def _from_table(name: str, table: Mapping[str, Any], defaults: Mapping[str, Any]
         return None, problems
     head = {k: kwargs.pop(k) for k in ("model", "description") if k in kwargs}
     try:
+        if "model" in head:
+            head["model"] = resolve_model_file(head["model"], folder)
         return Hypothesis(name=name, **head, options=ModelOptions(**kwargs)), []
     except ModelError as error:
         return None, list(getattr(error, "problems", [str(error)]))

@@ -14,6 +14,7 @@ Every draw is seeded: the same result file and seed give the same numbers.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import arviz as az
@@ -88,7 +89,11 @@ class Predictive:
         data = getattr(self, where)
         if variable not in ("measurement", "concentration"):
             raise ValueError(f"variable must be 'measurement' or 'concentration', got {variable!r}")
-        return data[variable].quantile(list(probs), dim="sample", skipna=True)
+        with warnings.catch_warnings():
+            # Where every draw is NaN (a zero concentration, e.g. a compartment empty at 0 h, has
+            # no log-normal measurement) the quantile is NaN, as it should be: no warning.
+            warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+            return data[variable].quantile(list(probs), dim="sample", skipna=True)
 
     def coverage(self, dataset: Dataset, probs=(0.5, 0.9)) -> dict[float, float]:
         """Fraction of the quantified (uncensored) samples inside the central predictive intervals.

@@ -1,11 +1,13 @@
 """Links and prior kinds, each stated once: the registry every other module asks.
 
-``models`` describes priors without PyMC (``LogNormal``, ``Beta``, ``Normal``). This module says,
+``models`` describes priors without PyMC (``LogNormal``, ``Beta``, ``Normal``, ``HalfNormal``,
+``Gamma``, ``TruncatedNormal``). This module says,
 for each kind, everything the rest of the package needs: its link (the scale on which the
 parameter is unbounded), its scipy and PyMC distributions, the normal approximation on the link
 scale (the population mean of a hierarchical parameter) and its fields for serialisation (JSON
-of results, TOML of hypotheses). A link gives its forward map, inverse (numpy and PyTensor) and
-log-Jacobian.
+of results, TOML of hypotheses). The link is the coordinate in which PyMC's default transform
+of the distribution samples (the Savage-Dickey ratio relies on that). A link gives its forward
+map, inverse (numpy and PyTensor) and log-Jacobian.
 
 A new prior family is a :class:`~models.spec.Prior` subclass in ``models/spec.py`` and one
 :class:`PriorKind` entry in :data:`PRIOR_KINDS` here.
@@ -14,7 +16,7 @@ A new prior family is a :class:`~models.spec.Prior` subclass in ``models/spec.py
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,7 @@ import pytensor.tensor as pt
 import scipy.stats
 from scipy.special import digamma, expit, polygamma
 
-from models.spec import Beta, LogNormal, ModelError, Normal, Prior
+from models.spec import Beta, Gamma, HalfNormal, LogNormal, ModelError, Normal, Prior, TruncatedNormal
 
 __all__ = ["LINKS", "PRIOR_KINDS", "Link", "PriorKind", "Unconstrained", "prior_from_dict", "prior_kind",
            "prior_to_dict", "to_pymc", "unconstrained"]
@@ -94,7 +96,7 @@ class PriorKind:
     """Everything the package needs to know about one kind of prior."""
 
     cls: type[Prior]
-    link: str
+    link: str | Callable[[Any], str]  # a key of LINKS, or prior -> key (by the prior's bounds)
     scipy: Callable[[Any], Any]  # prior -> frozen scipy distribution
     pymc: Callable[..., Any]  # (name, prior, **kwargs) -> PyMC random variable
     moments: Callable[[Any], tuple[float, float]]  # prior -> mean and sd on the link scale
@@ -109,11 +111,44 @@ class PriorKind:
         """The prior's parameters, in order."""
         return tuple(self.cls.__dataclass_fields__)
 
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The parameters without a default (the others may be left out of TOML)."""
+        return tuple(f.name for f in fields(self.cls) if f.default is MISSING)
+
+    def link_of(self, prior: Prior) -> str:
+        """Return the prior's link (a key of :data:`LINKS`)."""
+        return self.link(prior) if callable(self.link) else self.link
+
 
 def _beta_moments(prior: Beta) -> tuple[float, float]:
     # The logit of Beta(a, b) has mean digamma(a) - digamma(b), variance trigamma(a) + trigamma(b).
     mean = digamma(prior.alpha) - digamma(prior.beta)
     return float(mean), float(np.sqrt(polygamma(1, prior.alpha) + polygamma(1, prior.beta)))
+
+
+def _half_normal_moments(prior: HalfNormal) -> tuple[float, float]:
+    # log |Z| for Z ~ N(0, 1) has mean -(euler_gamma + log 2) / 2 and variance pi^2 / 8.
+    return float(np.log(prior.sigma) - (np.euler_gamma + np.log(2.0)) / 2), float(np.pi / np.sqrt(8.0))
+
+
+def _gamma_moments(prior: Gamma) -> tuple[float, float]:
+    # log X for X ~ Gamma(alpha, rate beta) has mean digamma(alpha) - log beta, variance trigamma(alpha).
+    return float(digamma(prior.alpha) - np.log(prior.beta)), float(np.sqrt(polygamma(1, prior.alpha)))
+
+
+def _numeric_moments(prior: Prior) -> tuple[float, float]:
+    # No closed form (a truncated normal on the log or logit scale): integrate.
+    kind = prior_kind(prior)
+    distribution, link = kind.scipy(prior), LINKS[kind.link_of(prior)]
+    mean = distribution.expect(lambda x: link.forward(x))
+    second = distribution.expect(lambda x: (link.forward(x) - mean) ** 2)
+    return float(mean), float(np.sqrt(second))
+
+
+def _truncated_pymc(name: str, p: TruncatedNormal, **kw):
+    return pm.TruncatedNormal(name, mu=p.mu, sigma=p.sigma, lower=p.lower,
+                              upper=None if np.isinf(p.upper) else p.upper, **kw)
 
 
 PRIOR_KINDS: dict[str, PriorKind] = {k.name: k for k in (
@@ -129,6 +164,18 @@ PRIOR_KINDS: dict[str, PriorKind] = {k.name: k for k in (
               scipy=lambda p: scipy.stats.norm(p.mu, p.sigma),
               pymc=lambda name, p, **kw: pm.Normal(name, mu=p.mu, sigma=p.sigma, **kw),
               moments=lambda p: (p.mu, p.sigma)),
+    PriorKind(HalfNormal, "log",
+              scipy=lambda p: scipy.stats.halfnorm(scale=p.sigma),
+              pymc=lambda name, p, **kw: pm.HalfNormal(name, sigma=p.sigma, **kw),
+              moments=_half_normal_moments),
+    PriorKind(Gamma, "log",
+              scipy=lambda p: scipy.stats.gamma(p.alpha, scale=1.0 / p.beta),
+              pymc=lambda name, p, **kw: pm.Gamma(name, alpha=p.alpha, beta=p.beta, **kw),
+              moments=_gamma_moments),
+    PriorKind(TruncatedNormal, lambda p: "logit" if p.upper == 1.0 else "log",
+              scipy=lambda p: p.scipy_distribution(),
+              pymc=_truncated_pymc,
+              moments=_numeric_moments),
 )}
 
 
@@ -159,12 +206,17 @@ def unconstrained(prior: Prior) -> Unconstrained:
     """
     kind = prior_kind(prior)
     mean, sd = kind.moments(prior)
-    return Unconstrained(kind.link, mean, sd)
+    return Unconstrained(kind.link_of(prior), mean, sd)
 
 
 def prior_to_dict(prior: Prior) -> dict[str, Any]:
-    """Return ``{"kind": name, field: value, ...}`` (the form of results' JSON and hypotheses' TOML)."""
-    return {"kind": prior_kind(prior).name, **asdict(prior)}
+    """Return ``{"kind": name, field: value, ...}`` (the form of results' JSON and hypotheses' TOML).
+
+    Fields at their default are left out (a truncated normal's ``upper = inf``, which JSON lacks).
+    """
+    defaults = {f.name: f.default for f in fields(prior) if f.default is not MISSING}
+    values = {k: v for k, v in asdict(prior).items() if k not in defaults or v != defaults[k]}
+    return {"kind": prior_kind(prior).name, **values}
 
 
 def prior_from_dict(data: Mapping[str, Any]) -> Prior:
@@ -181,8 +233,10 @@ def prior_from_dict(data: Mapping[str, Any]) -> Prior:
     if kind is None:
         raise TypeError(f"expected {{ kind = one of {list(PRIOR_KINDS)}, ... }}, got {data!r}")
     given = {k: v for k, v in data.items() if k != "kind"}
-    if set(given) != set(kind.fields):
-        raise TypeError(f"a {kind.name} prior needs exactly {list(kind.fields)}, got {sorted(given)}")
+    if not set(kind.required) <= set(given) <= set(kind.fields):
+        needs = (f"exactly {list(kind.fields)}" if kind.required == kind.fields else
+                 f"{list(kind.required)} and optionally {[f for f in kind.fields if f not in kind.required]}")
+        raise TypeError(f"a {kind.name} prior needs {needs}, got {sorted(given)}")
     for name, value in given.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"{name}: expected a number, got {value!r}")

@@ -1,11 +1,13 @@
 """The run record: what a fit result says about how it was made, typed, with one writer and one reader.
 
 A result (:func:`inference.fit.fit`) carries its provenance in ``idata.attrs`` (the netCDF file's
-global attributes): the model, the model options (priors, structure, solver settings), the dataset
-itself, the sampler settings, solver failures, timings, creation date and package versions, and,
-for a fit of a hypothesis, its name and declaration. :func:`write_record` writes a
-:class:`RunRecord` there; :func:`read_record` reads it back, from files written by any version
-since 0.1.0 (the attribute names and encodings are those of 0.1.0). Everything else reads
+global attributes): the model (and, for a model from a user's file, that file's name and
+text, so that the model is rebuilt without the file), the model options (priors, structure,
+solver settings), the dataset itself, the sampler settings, solver failures, timings, creation
+date and package versions, and, for a fit of a hypothesis, its name and declaration.
+:func:`write_record` writes a :class:`RunRecord` there; :func:`read_record` reads it back, from
+files written by any version since 0.1.0 (the attribute names and encodings are those of 0.1.0;
+``model_source`` is new, absent for library models). Everything else reads
 provenance through :func:`read_record`, never ``idata.attrs`` directly.
 
 A record may be partial (an InferenceData made elsewhere, or by a test): what was not recorded is
@@ -17,13 +19,14 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import arviz as az
 import pandas as pd
 
-from models import OdeModel, SolverSettings, get_model
+from models import ModelSource, OdeModel, SolverSettings, get_model
+from models.user import load_source
 
 from .build import ModelOptions
 from .data import Dataset
@@ -46,7 +49,9 @@ class RunRecord:
     Attributes
     ----------
     model : str or None
-        Library model name.
+        The model's name (a library name, or the name of a user's model).
+    model_source : ModelSource or None
+        For a model from a user's file: the file's name and text and the model's attribute.
     options : ModelOptions or None
         Priors, fixed parameters, cohort structure, likelihood and solver settings.
     dataset : Dataset or None
@@ -70,6 +75,7 @@ class RunRecord:
     """
 
     model: str | None = None
+    model_source: ModelSource | None = None
     options: ModelOptions | None = None
     dataset: Dataset | None = field(default=None, repr=False, compare=False)
     sampler: SamplerSettings | None = None
@@ -88,7 +94,15 @@ class RunRecord:
 
     @property
     def ode_model(self) -> OdeModel:
-        """The library model object."""
+        """The model object: from the stored source for a user's model, else from the library.
+
+        Raises
+        ------
+        ModelError
+            The stored source no longer runs (e.g. it imports a module that is gone).
+        """
+        if self.model_source is not None:
+            return load_source(self.model_source)
         return get_model(self.model)
 
 
@@ -101,6 +115,8 @@ def write_record(idata: az.InferenceData, record: RunRecord) -> None:
     attrs: dict[str, Any] = {}
     if record.model is not None:
         attrs["model"] = record.model
+    if record.model_source is not None:
+        attrs["model_source"] = json.dumps(asdict(record.model_source), sort_keys=True)
     if record.options is not None:
         solver = record.options.solver
         attrs |= {"options": record.options.to_json(), "solver_method": solver.method,
@@ -151,6 +167,7 @@ def read_record(idata: az.InferenceData) -> RunRecord:
         declaration = json.loads(a["hypothesis_declaration"]) if "hypothesis_declaration" in a else None
         return RunRecord(
             model=str(a["model"]) if "model" in a else None,
+            model_source=ModelSource(**json.loads(a["model_source"])) if "model_source" in a else None,
             options=ModelOptions.from_json(a["options"]) if "options" in a else None,
             dataset=_dataset(a) if "dataset_observations" in a else None,
             sampler=sampler,

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import keyword
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +26,18 @@ import sympy
 
 from .spec import MathNamespace, ModelError, OdeModel
 
-_RESERVED = {"t", "y", "th", "dy", "J", "Jp", "S", "dS", "D", "v", "y0", "S0", "active", "math",
-             "numba", "j"}
+# Names of the generated functions' own arguments, loop variables and builtins (see generate_source),
+# and the forms of their helper variables (_c0, _v0, J_0_1, P_0_1).
+_GENERATED = {"t", "y", "th", "dy", "J", "Jp", "S", "dS", "D", "v", "y0", "S0", "active", "math", "j",
+              "range"}
+_HELPER = re.compile(r"_.*|[JP]_\d+_\d+")
+
+
+def _symbol_name(name: str, positional: str) -> str:
+    """Return ``name`` if the generated code can use it as a variable, else ``positional``."""
+    usable = (name.isidentifier() and not keyword.iskeyword(name) and name not in _GENERATED
+              and not _HELPER.fullmatch(name))
+    return name if usable else positional
 
 
 @dataclass(frozen=True)
@@ -42,16 +54,19 @@ class Symbolic:
 
 
 def symbolic(model: OdeModel) -> Symbolic:
-    """Evaluate the model on sympy symbols and differentiate it."""
-    clash = sorted(set(model.state_names + model.theta_names) & _RESERVED)
-    if clash:
-        raise ModelError(f"model {model.name}: names {clash} are reserved by the code generator")
-    states = [sympy.Symbol(n, real=True) for n in model.state_names]
-    theta = [sympy.Symbol(n, real=True) for n in model.theta_names]
+    """Evaluate the model on sympy symbols and differentiate it.
+
+    A symbol carries the model's own name where the generated code can use it as a variable (the
+    code reads as the equations); a name the generated functions use themselves (``t``, ``y``,
+    ``S``, ``J``, ``th``, ``math`` ...) or one that is not a plain identifier gets a positional
+    name instead (``_s0`` for a state, ``_p0`` for a parameter or input), so any name works.
+    """
+    states = [sympy.Symbol(_symbol_name(n, f"_s{i}"), real=True) for i, n in enumerate(model.state_names)]
+    theta = [sympy.Symbol(_symbol_name(n, f"_p{k}"), real=True) for k, n in enumerate(model.theta_names)]
     n_p = len(model.parameters)
-    s = SimpleNamespace(**{x.name: x for x in states})
-    p = SimpleNamespace(**{x.name: x for x in theta[:n_p]})
-    u = SimpleNamespace(**{x.name: x for x in theta[n_p:]})
+    s = SimpleNamespace(**dict(zip(model.state_names, states, strict=True)))
+    p = SimpleNamespace(**dict(zip(model.parameter_names, theta[:n_p], strict=True)))
+    u = SimpleNamespace(**dict(zip(model.input_names, theta[n_p:], strict=True)))
     m = MathNamespace(sympy)
     rhs = model.rhs(s, p, u, m)
     init = model.initial(p, u, m)
@@ -75,8 +90,10 @@ def _body(outputs: list[tuple[str, sympy.Expr]], indent: str = "    ") -> list[s
     return lines
 
 
-def _unpack(symbols: list[sympy.Symbol], array: str, used: set) -> list[str]:
-    return [f"    {x} = {array}[{i}]" for i, x in enumerate(symbols) if x in used]
+def _unpack(symbols: list[sympy.Symbol], names: tuple[str, ...], array: str, used: set) -> list[str]:
+    pairs = enumerate(zip(symbols, names, strict=True))
+    return [f"    {x} = {array}[{i}]" + (f"  # {name}" if x.name != name else "")
+            for i, (x, name) in pairs if x in used]
 
 
 def generate_source(model: OdeModel) -> str:
@@ -92,8 +109,8 @@ def generate_source(model: OdeModel) -> str:
         used = set().union(*(sympy.sympify(e).free_symbols for e in exprs)) if exprs else set()
         return [
             f"def {name}({args}):",
-            *_unpack(sym.states, "y", used),
-            *_unpack(sym.theta, "th", used),
+            *_unpack(sym.states, model.state_names, "y", used),
+            *_unpack(sym.theta, model.theta_names, "th", used),
         ]
 
     lines = [

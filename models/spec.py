@@ -108,6 +108,83 @@ class Normal(Prior):
         return f"Normal(mu={self.mu:g}, sigma={self.sigma:g})"
 
 
+@dataclass(frozen=True)
+class HalfNormal(Prior):
+    """Half-normal prior on [0, inf): |N(0, sigma)| (a weakly informative scale or rate)."""
+
+    sigma: float
+
+    def __post_init__(self) -> None:
+        if not self.sigma > 0:
+            raise ModelError(f"HalfNormal needs sigma > 0, got {self}")
+
+    def sample(self, rng, size=None):  # noqa: D102
+        return np.abs(self.sigma * rng.standard_normal(size))
+
+    def typical(self):  # noqa: D102
+        return float(scipy.stats.halfnorm(scale=self.sigma).median())
+
+    def describe(self):  # noqa: D102
+        return f"HalfNormal(sigma={self.sigma:g})"
+
+
+@dataclass(frozen=True)
+class Gamma(Prior):
+    """Gamma prior on (0, inf) with shape ``alpha`` and rate ``beta`` (mean alpha / beta), as in PyMC."""
+
+    alpha: float
+    beta: float
+
+    def __post_init__(self) -> None:
+        if not (self.alpha > 0 and self.beta > 0):
+            raise ModelError(f"Gamma needs alpha > 0 and beta > 0, got {self}")
+
+    def sample(self, rng, size=None):  # noqa: D102
+        return rng.gamma(self.alpha, 1.0 / self.beta, size)
+
+    def typical(self):  # noqa: D102
+        return float(scipy.stats.gamma(self.alpha, scale=1.0 / self.beta).median())
+
+    def describe(self):  # noqa: D102
+        return f"Gamma(alpha={self.alpha:g}, beta={self.beta:g})"
+
+
+@dataclass(frozen=True)
+class TruncatedNormal(Prior):
+    """Normal(mu, sigma) truncated to [lower, upper]: to (0, inf) for a positive parameter, or (0, 1).
+
+    Only those two ranges: the parameter's unconstrained coordinate is then log or logit, as for
+    every other prior (``inference.priors.LINKS``).
+    """
+
+    mu: float
+    sigma: float
+    lower: float = 0.0
+    upper: float = math.inf
+
+    def __post_init__(self) -> None:
+        if not self.sigma > 0:
+            raise ModelError(f"TruncatedNormal needs sigma > 0, got {self}")
+        if (self.lower, self.upper) not in ((0.0, math.inf), (0.0, 1.0)):
+            raise ModelError(f"TruncatedNormal supports lower = 0 with upper = inf (a positive parameter) "
+                             f"or upper = 1 (a fraction), got {self}")
+
+    def scipy_distribution(self):
+        """Return the frozen ``scipy.stats.truncnorm`` of this prior."""
+        a, b = (self.lower - self.mu) / self.sigma, (self.upper - self.mu) / self.sigma
+        return scipy.stats.truncnorm(a, b, loc=self.mu, scale=self.sigma)
+
+    def sample(self, rng, size=None):  # noqa: D102
+        return self.scipy_distribution().rvs(size=size, random_state=rng)
+
+    def typical(self):  # noqa: D102
+        return float(self.scipy_distribution().median())
+
+    def describe(self):  # noqa: D102
+        return (f"TruncatedNormal(mu={self.mu:g}, sigma={self.sigma:g}, lower={self.lower:g}, "
+                f"upper={self.upper:g})")
+
+
 # --------------------------------------------------------------------------------------------
 # Model parts
 # --------------------------------------------------------------------------------------------
@@ -213,6 +290,24 @@ class MathNamespace:
 
 FLOAT_MATH = MathNamespace(math)
 
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model written by a user came from: its file and the name that holds the model.
+
+    ``text`` is the file's full source: results store it, so that the model can be rebuilt
+    without the file (:func:`models.user.load_source`).
+    """
+
+    file: str
+    attribute: str
+    text: str = field(repr=False)
+
+    @property
+    def spec(self) -> str:
+        """The ``path/to/file.py:NAME`` form of the command line and hypotheses files."""
+        return f"{self.file}:{self.attribute}"
+
 RHS = Callable[[SimpleNamespace, SimpleNamespace, SimpleNamespace, MathNamespace], Mapping]
 Initial = Callable[[SimpleNamespace, SimpleNamespace, MathNamespace], Mapping]
 
@@ -247,6 +342,9 @@ class OdeModel:
         Known ridges: parameters the data inform only in combination.
     resistance
         How GC resistance is read from the model (None: the model has no notion of it).
+    source
+        For a model loaded from a user's file (:func:`models.user.load_model_file`), that file's
+        name and text; ``None`` for library models and models made in code.
     """
 
     name: str
@@ -262,6 +360,16 @@ class OdeModel:
     cohort_random_effects: tuple[str, ...] = ()
     ridges: tuple[Ridge, ...] = ()
     resistance: Resistance | None = None
+    source: ModelSource | None = field(default=None, repr=False, compare=False)
+
+    def __reduce_ex__(self, protocol):
+        # A model from a user's file pickles as its source (for Dask workers): the functions of
+        # a module executed from text cannot be pickled by reference.
+        if self.source is not None:
+            from .user import load_source
+
+            return load_source, (self.source,)
+        return super().__reduce_ex__(protocol)
 
     def __post_init__(self) -> None:
         names = self.state_names + self.parameter_names + self.input_names

@@ -76,7 +76,7 @@ def population_quantities(idata: az.InferenceData, model: OdeModel, options: Mod
         if p.name in options.fixed:
             continue
         prior = options.priors.get(p.name, p.prior)
-        link = prior_kind(prior).link
+        link = prior_kind(prior).link_of(prior)
         if p.name not in per_subject:
             out.append(Quantity(p.name, {}, p.name, p.unit, p.description, link, prior.describe()))
             continue

@@ -194,7 +194,7 @@ def test_priors_file_and_flag_choice_reach_the_fit(tmp_path, capsys, monkeypatch
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ('[priors]\nK_C = { kind = "Gamma", alpha = 2.0 }\n',
+        ('[priors]\nK_C = { kind = "Cauchy", alpha = 2.0 }\n',
          "assay.toml, [priors], key K_C: expected { kind = "),
         ('[priors]\nK_C = { kind = "LogNormal", median = 500.0 }\n',
          "assay.toml, [priors], key K_C: a LogNormal prior needs exactly ['median', 'sigma'], "

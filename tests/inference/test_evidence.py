@@ -20,7 +20,20 @@ from inference.evidence import (
     savage_dickey_undefined,
     smc_evidence,
 )
-from models import Beta, LogNormal, ModelError, Normal, Observable, OdeModel, Parameter, SolverSettings, State
+from models import (
+    Beta,
+    Gamma,
+    HalfNormal,
+    LogNormal,
+    ModelError,
+    Normal,
+    Observable,
+    OdeModel,
+    Parameter,
+    SolverSettings,
+    State,
+    TruncatedNormal,
+)
 
 
 def _posterior(**arrays):
@@ -238,6 +251,12 @@ def test_savage_dickey_agrees_with_quadrature_inside_a_beta_prior():
     (-1.0, LogNormal(1.0, 0.5), "lies outside the support"),
     (0.5, Beta(2.0, 5.0), None),
     (-3.0, Normal(0.0, 1.0), None),
+    (0.0, HalfNormal(1.0), "lies on the boundary of the support of its prior HalfNormal(sigma=1)"),
+    (0.2, HalfNormal(1.0), None),
+    (0.0, Gamma(2.0, 1.0), "lies on the boundary of the support of its prior Gamma"),
+    (0.0, TruncatedNormal(0.0, 1.0), "lies on the boundary of the support of its prior TruncatedNormal"),
+    (1.0, TruncatedNormal(0.5, 1.0, 0.0, 1.0), "lies on the boundary"),
+    (0.5, TruncatedNormal(0.5, 1.0, 0.0, 1.0), None),
 ])
 def test_savage_dickey_is_defined_only_inside_the_prior_support(value, prior, reason):
     said = savage_dickey_undefined("x", value, prior)

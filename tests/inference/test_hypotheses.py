@@ -155,7 +155,7 @@ BAD_FILES = [
     ('[hypotheses.H1]\nfixed = { r = "zero" }\n',
      r"hypothesis 'H1', key 'fixed': r: expected a number, got 'zero'"),
     ('[hypotheses.H1]\ngroup_effects = "r"\n', r"hypothesis 'H1', key 'group_effects': expected a list"),
-    ('[hypotheses.H1]\npriors = { r = { kind = "Gamma", alpha = 2 } }\n',
+    ('[hypotheses.H1]\npriors = { r = { kind = "Cauchy", alpha = 2 } }\n',
      r"key 'priors': r: expected \{ kind ="),
     ('[hypotheses.H1]\npriors = { r = { kind = "Beta", alpha = 2 } }\n',
      r"key 'priors': r: a Beta prior needs exactly \['alpha', 'beta'\]"),

@@ -74,6 +74,27 @@ def test_writing_a_record_back_gives_the_0_1_0_attributes():
             assert rewritten.attrs[key] == value, key
 
 
+def test_a_user_model_is_stored_with_its_source_and_rebuilt_without_the_file(tmp_path):
+    from pathlib import Path
+
+    from models import get_model
+
+    model_file = tmp_path / "mine.py"
+    model_file.write_text((Path(__file__).parents[2] / "examples" / "two_compartments.py").read_text())
+    model = get_model(f"{model_file}:TWO")
+    idata = _idata(ATTRS_0_1_0)
+    write_record(idata, RunRecord(model=model.name, model_source=model.source))
+    path = save_result(idata, tmp_path / "mine.nc")
+    model_file.unlink()
+    record = read_record(load_result(path))
+    assert record.model == "two_compartments" and record.model_source == model.source
+    assert record.model_source.file == str(model_file.resolve()) and record.model_source.attribute == "TWO"
+    assert record.ode_model.state_names == ("S", "y") and record.ode_model.source == model.source
+    library = _idata({})
+    write_record(library, RunRecord(model="gc_receptor", model_source=get_model("gc_receptor").source))
+    assert "model_source" not in library.attrs and read_record(library).ode_model.name == "gc_receptor"
+
+
 def test_a_partial_record_reads_as_missing_and_is_not_a_fit_result():
     record = read_record(_idata({"solver_failures": 0, "tune": 50}))
     assert record.model is None and record.options is None and record.dataset is None
