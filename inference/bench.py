@@ -83,15 +83,20 @@ def reference_problem(rtol: float = 1e-6, method: str = "explicit", seed: int = 
     return Problem(model, SolverSettings(method, rtol, rtol), theta, times, observed, log_data, sigma)
 
 
-def median_us(fn: Callable[[], object], repeat: int) -> float:
-    """Median wall time of ``fn()`` in microseconds, after ``repeat // 10 + 5`` warm-up calls."""
+def median_us(fn: Callable[[], object], repeat: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median time of ``fn()`` in microseconds, after ``repeat // 10 + 5`` warm-up calls.
+
+    ``clock`` is wall time by default; ``time.thread_time`` gives the calling thread's CPU time,
+    which a busy shared machine does not inflate (a call longer than the scheduler's time slice
+    is preempted, so wall time grows with the load and with the length of the call).
+    """
     for _ in range(repeat // 10 + 5):
         fn()
     samples = np.empty(repeat)
     for i in range(repeat):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        samples[i] = time.perf_counter() - start
+        samples[i] = clock() - start
     return float(np.median(samples) * 1e6)
 
 
@@ -349,6 +354,10 @@ def _calls(fn: Callable[[], object], repeat: int, budget_s: float = 1.0) -> int:
 def scaling_logp_row(n_subjects: int, repeat: int) -> dict:
     """Cost of one log density + gradient of an ``n_subjects`` cohort, in total and per subject.
 
+    Times are CPU time of the calling thread (median), not wall time: on a loaded machine the
+    wall time of a long call (128 subjects, ~6 ms) grows with preemption, which made per-subject
+    costs look 5x higher at 128 subjects than at 8 while the CPU time per subject was flat.
+
     ``solver``: the batch kernel alone (states and sensitivities of every subject, one numba
     call); ``graph``: the whole PyMC log density and gradient compiled in NUMBA mode (what nutpie
     runs). Both at the model's initial point; ``logp``/``grad`` are the graph's values there and
@@ -370,14 +379,15 @@ def scaling_logp_row(n_subjects: int, repeat: int) -> dict:
     solver_args = (theta, t_out, row_ptr, ev.time, ev.kind, ev.index, ev.value, ev.ptr, s.rtol, s.atol,
                    s.max_steps)
     steps = int(solver(*solver_args)[3][:, 0].sum())
-    solver_us = median_us(lambda: solver(*solver_args), _calls(lambda: solver(*solver_args), repeat))
+    solver_us = median_us(lambda: solver(*solver_args), _calls(lambda: solver(*solver_args), repeat),
+                          time.thread_time)
 
     logp = pm_model.logp()
     fn = pytensor.function(pm_model.value_vars, [logp, *pytensor.grad(logp, pm_model.value_vars)],
                            mode="NUMBA")
     fn.trust_input = True
     value, *grad = fn(*args)
-    graph_us = median_us(lambda: fn(*args), _calls(lambda: fn(*args), repeat))
+    graph_us = median_us(lambda: fn(*args), _calls(lambda: fn(*args), repeat), time.thread_time)
     return {
         "subjects": n_subjects, "samples": len(dataset.observations), "free": int(sum(a.size for a in args)),
         "solver_steps": steps, "solver_us": solver_us, "solver_per_subject_us": solver_us / n_subjects,
@@ -405,8 +415,11 @@ def _nuts_row(n_subjects: int, draws: int, seed: int) -> dict:
     rhat = az.rhat(idata, var_names=names)
     compile_s, sampling_s = (float(idata.attrs[k]) for k in ("compile_seconds", "sampling_seconds"))
     min_ess = min(float(ess[v].min()) for v in names)
+    gradients = int(idata.sample_stats["n_steps"].sum())  # leapfrog steps of the kept draws
     return {
-        "draws": draws, "compile_s": round(compile_s, 1), "sampling_s": round(sampling_s, 1),
+        "draws": draws, "ess_per_1k_gradients": round(1000 * min_ess / gradients, 2),
+        "mean_steps": round(gradients / idata.sample_stats["n_steps"].size, 1),
+        "compile_s": round(compile_s, 1), "sampling_s": round(sampling_s, 1),
         "fit_s": round(wall, 1), "min_ess_bulk": round(min_ess),
         "ess_per_s": round(min_ess / (compile_s + sampling_s), 2),
         "ess_per_sampling_s": round(min_ess / sampling_s, 2),
@@ -465,8 +478,8 @@ def section_scaling(problem: Problem, repeat: int, subjects: Sequence[int] = SCA
 
 
 SCALING_HEADER = ("subjects | samples | solver us (per subject) | graph us (per subject) | draws | compile s "
-                  "| sampling s | min bulk ESS | ESS/s total (sampling) | max R-hat | divergences | peak MB "
-                  "| cached start s")
+                  "| sampling s | min bulk ESS | ESS/s total (sampling) | ESS per 1k gradients | max R-hat "
+                  "| divergences | peak MB | cached start s")
 
 
 def _scaling_line(row: dict) -> str:
@@ -476,10 +489,11 @@ def _scaling_line(row: dict) -> str:
     if "nuts" in row:
         r, st = row["nuts"], row["start"]
         cells += [f"{r['draws']}", f"{r['compile_s']:.1f}", f"{r['sampling_s']:.1f}", f"{r['min_ess_bulk']}",
-                  f"{r['ess_per_s']:.2f} ({r['ess_per_sampling_s']:.2f})", f"{r['max_rhat']:.3f}",
+                  f"{r['ess_per_s']:.2f} ({r['ess_per_sampling_s']:.2f})", f"{r['ess_per_1k_gradients']:.1f}",
+                  f"{r['max_rhat']:.3f}",
                   f"{r['divergences']}", f"{r['peak_mb']}", f"{st['to_first_draw_s']:.1f}"]
     else:
-        cells += ["no NUTS"] + [""] * 8
+        cells += ["no NUTS"] + [""] * 9
     return "| " + " | ".join(cells) + " |"
 
 
