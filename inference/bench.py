@@ -29,6 +29,11 @@ way of computing the log-likelihood and its gradient with respect to all 15 entr
 ``batch``
     the per-task overhead of ``fit_many`` (build, compile, log-likelihood, predictive draws,
     writing) on one Dask worker, compiling per task against one compile per layout. Minutes.
+``scaling``
+    simulated cohorts of the shipped design (``--subjects``, default 1, 8, 32, 128): value +
+    gradient per subject (CPU time), and where ``--scaling-draws`` is not 0 a default nutpie fit
+    and a cached second start, each in a fresh process (peak memory, time to the first draw).
+    Hours with the defaults; ``--subjects 1,2 --scaling-draws 0,0`` is the quick form.
 
 Human-readable lines come first; the last line is one JSON object (``grad_us``, ``logp_grad_us``,
 ``scipy_grad_us``, ``speedup`` = scipy / compiled, and extras). Times are medians over
