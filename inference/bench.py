@@ -29,6 +29,11 @@ way of computing the log-likelihood and its gradient with respect to all 15 entr
 ``batch``
     the per-task overhead of ``fit_many`` (build, compile, log-likelihood, predictive draws,
     writing) on one Dask worker, compiling per task against one compile per layout. Minutes.
+``scaling``
+    simulated cohorts of the shipped design (``--subjects``, default 1, 8, 32, 128): value +
+    gradient per subject (CPU time), and where ``--scaling-draws`` is not 0 a default nutpie fit
+    and a cached second start, each in a fresh process (peak memory, time to the first draw).
+    Hours with the defaults; ``--subjects 1,2 --scaling-draws 0,0`` is the quick form.
 
 Human-readable lines come first; the last line is one JSON object (``grad_us``, ``logp_grad_us``,
 ``scipy_grad_us``, ``speedup`` = scipy / compiled, and extras). Times are medians over
@@ -83,15 +88,20 @@ def reference_problem(rtol: float = 1e-6, method: str = "explicit", seed: int = 
     return Problem(model, SolverSettings(method, rtol, rtol), theta, times, observed, log_data, sigma)
 
 
-def median_us(fn: Callable[[], object], repeat: int) -> float:
-    """Median wall time of ``fn()`` in microseconds, after ``repeat // 10 + 5`` warm-up calls."""
+def median_us(fn: Callable[[], object], repeat: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median time of ``fn()`` in microseconds, after ``repeat // 10 + 5`` warm-up calls.
+
+    ``clock`` is wall time by default; ``time.thread_time`` gives the calling thread's CPU time,
+    which a busy shared machine does not inflate (a call longer than the scheduler's time slice
+    is preempted, so wall time grows with the load and with the length of the call).
+    """
     for _ in range(repeat // 10 + 5):
         fn()
     samples = np.empty(repeat)
     for i in range(repeat):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        samples[i] = time.perf_counter() - start
+        samples[i] = clock() - start
     return float(np.median(samples) * 1e6)
 
 
@@ -322,6 +332,199 @@ def section_batch(problem: Problem, repeat: int) -> dict:
     return result
 
 
+# ---- scaling with the number of subjects ------------------------------------------------------
+SCALING_SUBJECTS = (1, 8, 32, 128)
+#: NUTS draws (= tuning steps) per chain for each cohort size of the scaling section; 0: no NUTS.
+SCALING_DRAWS = (1000, 1000, 1000, 100)
+
+
+def _scaling_cohort(n_subjects: int):
+    """(model, dataset, options, PyMC model) of a simulated cohort of the shipped design."""
+    from inference.build import build_model, default_options
+    from inference.synthetic import simulate_cohort
+
+    model = get_model("acute_inflammation")
+    dataset = simulate_cohort(n_subjects)[1]
+    options = default_options(model, dataset)
+    return model, dataset, options, build_model(model, dataset, options)
+
+
+def _calls(fn: Callable[[], object], repeat: int, budget_s: float = 1.0) -> int:
+    """Return how many calls ``median_us`` should time: ``repeat``, fewer where a call is slow."""
+    start = time.perf_counter()
+    fn()
+    return max(5, min(repeat, int(budget_s / max(time.perf_counter() - start, 1e-7))))
+
+
+def scaling_logp_row(n_subjects: int, repeat: int) -> dict:
+    """Cost of one log density + gradient of an ``n_subjects`` cohort, in total and per subject.
+
+    Times are CPU time of the calling thread (median), not wall time: on a loaded machine the
+    wall time of a long call (128 subjects, ~6 ms) grows with preemption, which made per-subject
+    costs look 5x higher at 128 subjects than at 8 while the CPU time per subject was flat.
+
+    ``solver``: the batch kernel alone (states and sensitivities of every subject, one numba
+    call); ``graph``: the whole PyMC log density and gradient compiled in NUMBA mode (what nutpie
+    runs). Both at the model's initial point; ``logp``/``grad`` are the graph's values there and
+    ``logp_c``/``grad_c`` PyMC's own (C mode) for comparison.
+    """
+    import pytensor
+
+    from inference.build import layout, subject_events
+
+    model, dataset, options, pm_model = _scaling_cohort(n_subjects)
+    point = pm_model.initial_point()
+    args = [point[v.name] for v in pm_model.value_vars]
+    theta = np.ascontiguousarray(pm_model.compile_fn(pm_model["theta"], inputs=pm_model.value_vars,
+                                                     point_fn=False, on_unused_input="ignore")(*args))
+    t_out, row_ptr = pack_times(layout(model, dataset).times)
+    ev = pack_events(model, subject_events(model, dataset))
+    s = options.solver
+    solver = kernel(model, s.method)
+    solver_args = (theta, t_out, row_ptr, ev.time, ev.kind, ev.index, ev.value, ev.ptr, s.rtol, s.atol,
+                   s.max_steps)
+    steps = int(solver(*solver_args)[3][:, 0].sum())
+    solver_us = median_us(lambda: solver(*solver_args), _calls(lambda: solver(*solver_args), repeat),
+                          time.thread_time)
+
+    logp = pm_model.logp()
+    fn = pytensor.function(pm_model.value_vars, [logp, *pytensor.grad(logp, pm_model.value_vars)],
+                           mode="NUMBA")
+    fn.trust_input = True
+    value, *grad = fn(*args)
+    graph_us = median_us(lambda: fn(*args), _calls(lambda: fn(*args), repeat), time.thread_time)
+    return {
+        "subjects": n_subjects, "samples": len(dataset.observations), "free": int(sum(a.size for a in args)),
+        "solver_steps": steps, "solver_us": solver_us, "solver_per_subject_us": solver_us / n_subjects,
+        "graph_us": graph_us, "graph_per_subject_us": graph_us / n_subjects,
+        "logp": float(value), "grad": np.concatenate([np.ravel(g) for g in grad]),
+        "logp_c": float(pm_model.compile_logp()(point)),
+        "grad_c": np.asarray(pm_model.compile_dlogp()(point), float),
+    }
+
+
+def _nuts_row(n_subjects: int, draws: int, seed: int) -> dict:
+    """Fit an ``n_subjects`` cohort by nutpie (4 chains); run in a fresh process (peak memory)."""
+    import resource
+
+    import arviz as az
+
+    from inference.fit import fit
+
+    model, dataset, options, _ = _scaling_cohort(n_subjects)
+    start = time.perf_counter()
+    idata = fit(model, dataset, options, draws=draws, tune=draws, chains=4, seed=seed, progress=False)
+    wall = time.perf_counter() - start
+    names = [v for v in idata.posterior.data_vars if v != "theta"]
+    ess = az.ess(idata, var_names=names, method="bulk")
+    rhat = az.rhat(idata, var_names=names)
+    compile_s, sampling_s = (float(idata.attrs[k]) for k in ("compile_seconds", "sampling_seconds"))
+    min_ess = min(float(ess[v].min()) for v in names)
+    gradients = int(idata.sample_stats["n_steps"].sum())  # leapfrog steps of the kept draws
+    return {
+        "draws": draws, "ess_per_1k_gradients": round(1000 * min_ess / gradients, 2),
+        "mean_steps": round(gradients / idata.sample_stats["n_steps"].size, 1),
+        "compile_s": round(compile_s, 1), "sampling_s": round(sampling_s, 1),
+        "fit_s": round(wall, 1), "min_ess_bulk": round(min_ess),
+        "ess_per_s": round(min_ess / (compile_s + sampling_s), 2),
+        "ess_per_sampling_s": round(min_ess / sampling_s, 2),
+        "max_rhat": round(max(float(rhat[v].max()) for v in names), 3),
+        "divergences": int(idata.sample_stats["diverging"].sum()),
+        "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def _start_row(n_subjects: int) -> dict:
+    """Seconds from a fresh process to nutpie's first draw: imports, build, compile, one draw."""
+    start = time.perf_counter()
+    import nutpie  # noqa: F401  (timed: part of a start)
+    import pymc  # noqa: F401
+
+    imported = time.perf_counter()
+    *_, pm_model = _scaling_cohort(n_subjects)
+    built = time.perf_counter()
+    compiled = nutpie.compile_pymc_model(pm_model, backend="numba")
+    ready = time.perf_counter()
+    nutpie.sample(compiled, draws=1, tune=1, chains=1, seed=0, progress_bar=False)
+    first = time.perf_counter()
+    return {"import_s": round(imported - start, 1), "build_s": round(built - imported, 1),
+            "compile_s": round(ready - built, 1), "first_draw_s": round(first - ready, 1),
+            "to_first_draw_s": round(first - imported, 1)}
+
+
+def _in_fresh_process(fn: Callable, *args):
+    """Run ``fn(*args)`` in a new spawned Python process (its own memory peak, cold imports)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def section_scaling(problem: Problem, repeat: int, subjects: Sequence[int] = SCALING_SUBJECTS,
+                    draws: Sequence[int] = SCALING_DRAWS) -> dict:
+    """How the cost grows with the number of subjects (simulated cohorts of the shipped design).
+
+    For each cohort size: log density + gradient (solver alone and PyMC graph, total and per
+    subject); where ``draws`` > 0, a default nutpie fit (4 chains x ``draws`` tuning + draws) in
+    a fresh process (compile and sampling time, min bulk ESS, ESS/s with and without compile,
+    max R-hat, divergences, peak resident memory), then the start of the same model in a second
+    fresh process with every compile cache warm (seconds to the first draw, imports excluded).
+    """
+    rows = {}
+    for n, n_draws in zip(subjects, draws, strict=True):
+        row = scaling_logp_row(n, repeat)
+        if n_draws > 0:
+            row["nuts"] = _in_fresh_process(_nuts_row, n, n_draws, 1)
+            row["start"] = _in_fresh_process(_start_row, n)
+        rows[n] = row
+        print(_scaling_line(row), flush=True)
+    return {"scaling": rows}
+
+
+SCALING_HEADER = ("subjects | samples | solver us (per subject) | graph us (per subject) | draws | compile s "
+                  "| sampling s | min bulk ESS | ESS/s total (sampling) | ESS per 1k gradients | max R-hat "
+                  "| divergences | peak MB | cached start s")
+
+
+def _scaling_line(row: dict) -> str:
+    cells = [f"{row['subjects']}", f"{row['samples']}",
+             f"{row['solver_us']:.0f} ({row['solver_per_subject_us']:.1f})",
+             f"{row['graph_us']:.0f} ({row['graph_per_subject_us']:.1f})"]
+    if "nuts" in row:
+        r, st = row["nuts"], row["start"]
+        cells += [f"{r['draws']}", f"{r['compile_s']:.1f}", f"{r['sampling_s']:.1f}", f"{r['min_ess_bulk']}",
+                  f"{r['ess_per_s']:.2f} ({r['ess_per_sampling_s']:.2f})", f"{r['ess_per_1k_gradients']:.1f}",
+                  f"{r['max_rhat']:.3f}",
+                  f"{r['divergences']}", f"{r['peak_mb']}", f"{st['to_first_draw_s']:.1f}"]
+    else:
+        cells += ["no NUTS"] + [""] * 9
+    return "| " + " | ".join(cells) + " |"
+
+
+def _scaling_targets(rows: dict) -> str:
+    """Check the targets of issue 11 on the measured rows; return the lines to print."""
+    lines = []
+    if 8 in rows and 128 in rows:
+        ratio = rows[128]["graph_per_subject_us"] / rows[8]["graph_per_subject_us"]
+        lines.append(f"target {'met' if ratio <= 1.2 else 'NOT met'}: value + gradient per subject at 128 "
+                     f"subjects within 1.2x of 8: {ratio:.2f}x")
+    nuts = rows.get(32, {}).get("nuts")
+    if nuts and nuts["draws"] == 1000:
+        ok = (nuts["fit_s"] < 600 and nuts["min_ess_bulk"] >= 400 and nuts["max_rhat"] <= 1.01
+              and nuts["divergences"] == 0)
+        lines.append(f"target {'met' if ok else 'NOT met'}: 32-subject fit under 600 s "
+                     f"({nuts['fit_s']:.0f} s), "
+                     f"min bulk ESS >= 400 ({nuts['min_ess_bulk']}), R-hat <= 1.01 ({nuts['max_rhat']:.3f}), "
+                     f"no divergences ({nuts['divergences']})")
+    for n, row in rows.items():
+        if "start" in row:
+            s = row["start"]["to_first_draw_s"]
+            lines.append(f"target {'met' if s < 10 else 'NOT met'}: cached start of the {n}-subject fit "
+                         f"under 10 s: {s:.1f} s")
+    return "\n".join(lines)
+
+
 def _radau(model: OdeModel, theta: np.ndarray, times: np.ndarray, atol: float) -> np.ndarray:
     """States at ``times`` from scipy's Radau at rtol 1e-12 (compiled right-hand side and Jacobian).
 
@@ -424,11 +627,22 @@ SECTIONS: dict[str, Callable[[Problem, int], dict]] = {
     "solvers": section_solvers,
     "nuts": section_nuts,
     "batch": section_batch,
+    "scaling": section_scaling,
 }
 
 
 def _relative_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers >= 0, got {text!r}")
+    return values
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -440,7 +654,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="NUTS draws and tuning steps per chain in the nuts section; default 1000")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--subjects", type=_int_list, default=SCALING_SUBJECTS,
+                        help="cohort sizes of the scaling section; default "
+                             + ",".join(map(str, SCALING_SUBJECTS)))
+    parser.add_argument("--scaling-draws", type=_int_list, default=None,
+                        help="NUTS draws (= tuning steps) per chain for each cohort size, 0 for none; "
+                             "default " + ",".join(map(str, SCALING_DRAWS)) + " (fewer at 128, labelled)")
     args = parser.parse_args(argv)
+    if args.scaling_draws is None:
+        defaults = dict(zip(SCALING_SUBJECTS, SCALING_DRAWS, strict=True))
+        args.scaling_draws = [defaults.get(n, args.draws) for n in args.subjects]
+    if len(args.scaling_draws) != len(args.subjects):
+        parser.error("--scaling-draws needs one value per --subjects entry")
     names = [n.strip() for n in args.sections.split(",") if n.strip()]
     unknown = sorted(set(names) - set(SECTIONS))
     if unknown or args.repeat < 1:
@@ -454,6 +679,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for name in names:
         if name == "nuts":
             results.update(section_nuts(problem, args.repeat, args.draws))
+        elif name == "scaling":
+            print(SCALING_HEADER)
+            results.update(section_scaling(problem, args.repeat, args.subjects, args.scaling_draws))
+            print(_scaling_targets(results["scaling"]))
         else:
             results.update(SECTIONS[name](problem, args.repeat))
 
@@ -477,6 +706,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
                for k, v in results.items()
                if not isinstance(v, np.ndarray | dict) or k in ("scipy_us", "solvers")
                or k.startswith("nuts_")}
+    if "scaling" in results:
+        summary["scaling"] = {n: {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()
+                                  if not isinstance(v, np.ndarray)}
+                              for n, row in results["scaling"].items()}
     print(json.dumps(summary))
     return summary
 

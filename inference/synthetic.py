@@ -26,7 +26,7 @@ from models import OdeModel, SolverError, SolverSettings, get_model, solve
 from .data import CANONICAL_UNITS, Dataset, load_dataset, save_dataset
 from .files import write_atomically
 
-__all__ = ["main", "simulate_dataset"]
+__all__ = ["main", "simulate_cohort", "simulate_dataset"]
 
 
 def simulate_dataset(
@@ -347,6 +347,22 @@ def _cohort(design: _Cohort) -> tuple[pd.DataFrame, Dataset, str]:
             "removed after simulation (the others have TNF and IL6 only)."
         )
     return truth, dataset, _readme(design.title, truth, dataset, notes, varying=(*VARYING, "r"))
+
+
+def simulate_cohort(n_subjects: int, seed: int = COHORTS[0].seed) -> tuple[pd.DataFrame, Dataset]:
+    """Simulate a cohort of any size with the design of the shipped ``data/cohort``.
+
+    Same model, groups, between-subject variation, sample times, noise, limits, jitter and
+    missingness as ``data/cohort``; cortisol is measured in the same share of subjects (14 of 20,
+    the first ``round(0.7 n)``). Used by the scaling benchmark. Returns ``(truth, dataset)``.
+    """
+    if n_subjects < 1:
+        raise ValueError(f"n_subjects must be at least 1, got {n_subjects}")
+    shipped = COHORTS[0]
+    cortisol = max(1, round(n_subjects * shipped.cortisol_subjects / shipped.n_subjects))
+    design = dataclasses.replace(shipped, n_subjects=n_subjects, seed=seed, cortisol_subjects=cortisol)
+    truth, dataset, _ = _cohort(design)
+    return truth, dataset
 
 
 def _list(values) -> str:
