@@ -71,6 +71,7 @@ class RosenbrockTableau:
 def make_rosenbrock_advance(tableau: RosenbrockTableau, fn, n_states, n_theta, key):
     """Build the segment integrator of a Rosenbrock ``tableau`` for a model's functions ``fn``."""
     rhs, jac, sens_rhs, sens_jac_dir = fn.rhs, fn.jac, fn.sens_rhs, fn.sens_jac_dir
+    square_product = fn.square_product
     A = np.ascontiguousarray(tableau.A, dtype=float)
     C = np.ascontiguousarray(tableau.C, dtype=float)
     B = np.ascontiguousarray(tableau.B, dtype=float)
@@ -78,6 +79,15 @@ def make_rosenbrock_advance(tableau: RosenbrockTableau, fn, n_states, n_theta, k
     gamma = float(tableau.gamma)
     order = int(tableau.order)
     n_stages = B.shape[0]
+    # Stages that continue from the previous stage's state (A[s] = A[s-1] + e_{s-1}, as Rodas5's
+    # last two), and whether the new state is the last stage's plus its increment (B = A[-1] +
+    # e_last): their sensitivity sums then take one term instead of s.
+    after = np.vstack([A, B])
+    continues = np.array([s > 0 and after[s, s - 1] == 1.0
+                          and np.array_equal(after[s, :s - 1], A[s - 1, :s - 1])
+                          for s in range(n_stages + 1)])
+    stiffly_accurate = bool(continues[n_stages])
+    continues = continues[:n_stages].copy()
 
     def advance(t0, t1, h0, y, S, th, active, t_out, k_out, k_end, Y, SY, rtol, atol, max_steps,
                 counts):
@@ -101,7 +111,8 @@ def make_rosenbrock_advance(tableau: RosenbrockTableau, fn, n_states, n_theta, k
         D = np.empty((n, q))
         R = np.empty((n, q))
         v = np.empty(n)
-        row = np.empty(q)
+        Winv = np.empty((n, n))
+        row_n = np.empty(n)
         U_flat, dS_flat, D_flat, R_flat = U.reshape(m), dS.reshape(m), D.reshape(m), R.reshape(m)
         S_flat = S.reshape(m)
         t = t0
@@ -173,17 +184,27 @@ def make_rosenbrock_advance(tableau: RosenbrockTableau, fn, n_states, n_theta, k
                 continue
             if not all_finite(y_new):
                 return NOT_FINITE, t, h
-            # Accepted: the sensitivity stages, solved with the same factorisation.
-            # Loops over the n * q entries innermost, one stage j at a time: LLVM vectorises
-            # those, not a loop over entries around a loop over stages.
+            # Accepted: the sensitivity stages, with the inverse of the same factorisation (one
+            # product with n x q right-hand sides per stage, written out per model: cheaper than
+            # n x q triangular solves; the two agree to rounding). Loops over the n * q entries
+            # innermost, one stage j at a time: LLVM vectorises those, not a loop over entries
+            # around a loop over stages.
+            for i in range(n):
+                for j in range(n):
+                    Winv[i, j] = 1.0 if i == j else 0.0
+            lu_solve_columns(M, piv, Winv, row_n)
             for s in range(n_stages):
-                for i in range(m):
-                    U_flat[i] = S_flat[i]
-                for j in range(s):
-                    a = A[s, j]
-                    if a != 0.0:
-                        for i in range(m):
-                            U_flat[i] += a * KS[j, i]
+                if continues[s]:  # U_s = U_{s-1} + K_{s-1} (see ``continues`` above)
+                    for i in range(m):
+                        U_flat[i] += KS[s - 1, i]
+                else:
+                    for i in range(m):
+                        U_flat[i] = S_flat[i]
+                    for j in range(s):
+                        a = A[s, j]
+                        if a != 0.0:
+                            for i in range(m):
+                                U_flat[i] += a * KS[j, i]
                 for i in range(n):
                     z[i] = zs[s, i]
                     v[i] = ks[s, i]
@@ -195,14 +216,18 @@ def make_rosenbrock_advance(tableau: RosenbrockTableau, fn, n_states, n_theta, k
                     c = C[s, j] / h_step
                     for i in range(m):
                         R_flat[i] += c * KS[j, i]
-                lu_solve_columns(M, piv, R, row)
+                square_product(Winv, R, dS)
                 for i in range(m):
-                    KS[s, i] = R_flat[i]
-            for s in range(n_stages):
-                b = B[s]
-                if b != 0.0:
-                    for i in range(m):
-                        S_flat[i] += b * KS[s, i]
+                    KS[s, i] = dS_flat[i]
+            if stiffly_accurate:  # S_{n+1} = U_last + K_last
+                for i in range(m):
+                    S_flat[i] = U_flat[i] + KS[n_stages - 1, i]
+            else:
+                for s in range(n_stages):
+                    b = B[s]
+                    if b != 0.0:
+                        for i in range(m):
+                            S_flat[i] += b * KS[s, i]
             t = t_target if hits else t + h_step
             for i in range(n):
                 y[i] = y_new[i]
