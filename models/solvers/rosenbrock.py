@@ -194,28 +194,35 @@ def make_rosenbrock_advance(tableau: RosenbrockTableau, fn, n_states, n_theta, k
                     Winv[i, j] = 1.0 if i == j else 0.0
             lu_solve_columns(M, piv, Winv, row_n)
             for s in range(n_stages):
+                # R = sum_j (C_sj / h) K_j and U_s in one pass over each K_j.
+                for i in range(m):
+                    R_flat[i] = 0.0
                 if continues[s]:  # U_s = U_{s-1} + K_{s-1} (see ``continues`` above)
-                    for i in range(m):
-                        U_flat[i] += KS[s - 1, i]
+                    for j in range(s):
+                        c = C[s, j] / h_step
+                        if j == s - 1:
+                            for i in range(m):
+                                R_flat[i] += c * KS[j, i]
+                                U_flat[i] += KS[j, i]
+                        else:
+                            for i in range(m):
+                                R_flat[i] += c * KS[j, i]
                 else:
                     for i in range(m):
                         U_flat[i] = S_flat[i]
                     for j in range(s):
                         a = A[s, j]
-                        if a != 0.0:
-                            for i in range(m):
-                                U_flat[i] += a * KS[j, i]
+                        c = C[s, j] / h_step
+                        for i in range(m):
+                            R_flat[i] += c * KS[j, i]
+                            U_flat[i] += a * KS[j, i]
                 for i in range(n):
                     z[i] = zs[s, i]
                     v[i] = ks[s, i]
                 sens_rhs(t, z, th, active, U, dS)
                 sens_jac_dir(y, th, active, S, v, D)
                 for i in range(m):
-                    R_flat[i] = dS_flat[i] + D_flat[i]
-                for j in range(s):
-                    c = C[s, j] / h_step
-                    for i in range(m):
-                        R_flat[i] += c * KS[j, i]
+                    R_flat[i] += dS_flat[i] + D_flat[i]
                 square_product(Winv, R, dS)
                 for i in range(m):
                     KS[s, i] = dS_flat[i]
