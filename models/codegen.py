@@ -100,7 +100,8 @@ def generate_source(model: OdeModel) -> str:
     """Return the Python source of the model's numba module.
 
     The module defines ``N_STATES``, ``N_THETA`` and those of ``rhs``, ``jac``, ``jac_theta``,
-    ``sens_rhs``, ``sens_jac_dir``, ``initial`` and ``initial_jac`` that a registered method needs.
+    ``sens_rhs``, ``sens_jac_dir``, ``square_product``, ``initial`` and ``initial_jac`` that a
+    registered method needs.
     """
     sym = symbolic(model)
     n, q = len(sym.states), len(sym.theta)
@@ -163,6 +164,15 @@ def generate_source(model: OdeModel) -> str:
     pieces["sens_jac_dir"] = header("sens_jac_dir", "y, th, active, S, v, D", [e for _, e in dir_exprs])
     pieces["sens_jac_dir"] += [f"    _v{i} = v[{i}]" for i in range(n) if v[i] in used]
     pieces["sens_jac_dir"] += _body(dir_exprs) + _product_rows(n, jv_nz, pv_nz, "J", "P", "S", "D")
+
+    # out = A X for an n x n matrix A (a Rosenbrock step's inverse stage matrix) and any n x k X,
+    # A's entries loaded once and each row one loop over X's columns with its n terms written out:
+    # LLVM vectorises those (measured: 2-4x faster than a triangular solve per column).
+    pieces["square_product"] = ["def square_product(A, X, out):"]
+    pieces["square_product"] += [f"    _a{i}_{k} = A[{i}, {k}]" for i in range(n) for k in range(n)]
+    for i in range(n):
+        terms = " + ".join(f"_a{i}_{k} * X[{k}, j]" for k in range(n))
+        pieces["square_product"] += ["    for j in range(X.shape[1]):", f"        out[{i}, j] = {terms}"]
 
     pieces["initial"] = header("initial", "th, y0", list(sym.y0))
     pieces["initial"] += _body([(f"y0[{i}]", sym.y0[i]) for i in range(n)])

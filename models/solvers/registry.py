@@ -28,7 +28,7 @@ class Method:
         return module.make_advance(fn, n_states, n_theta, key)
 
 
-_ROSENBROCK = ("rhs", "jac", "sens_rhs", "sens_jac_dir")
+_ROSENBROCK = ("rhs", "jac", "sens_rhs", "sens_jac_dir", "square_product")
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("auto", "Dormand-Prince, switching to Rodas5 per subject when it detects stiffness",

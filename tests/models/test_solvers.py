@@ -458,6 +458,20 @@ def test_stiff_model_needs_a_stiff_method(method, stress_reference):
     assert_relative(accurate.states, reference, 1e-5, 1e-6, method)
 
 
+def test_auto_switches_within_the_first_hour_on_the_receptor_model():
+    # gc_receptor at its prior medians is stiff from t = 0 (an eigenvalue near -k_G = -60/h; the
+    # explicit method takes ~450 steps over a day). The stiffness test on the exact Jacobian hands
+    # over within the first hour; Hairer's stage-difference estimate took until t = 16 h.
+    theta = GC.theta(GC.defaults())[None, :]
+    times = [np.linspace(0.0, 24.0, 11)]
+    early = solve(GC, theta, [np.linspace(0.0, 1.0, 3)], settings=SolverSettings("auto"))
+    auto = solve(GC, theta, times, settings=SolverSettings("auto"))
+    rodas5 = solve(GC, theta, times, settings=SolverSettings("rodas5"))
+    assert early.switched[0] and auto.switched[0]
+    assert auto.steps[0] <= 1.5 * rodas5.steps[0], (auto.steps, rodas5.steps)
+    assert_relative(auto.states, rodas5.states, 1e-4, 1e-6, "auto vs rodas5")
+
+
 def test_auto_stays_explicit_on_a_non_stiff_model():
     theta = ACUTE.theta(ACUTE.defaults())[None, :]
     auto = solve(ACUTE, theta, [BOLUS_TIMES], settings=SolverSettings("auto"))
