@@ -86,11 +86,11 @@ def load_model_file(spec: str) -> OdeModel:
     return load_source(ModelSource(str(path.resolve()), attribute, text))
 
 
-_LOADED: dict[tuple[str, str], OdeModel] = {}
+_LOADED: dict[ModelSource, OdeModel] = {}
 
 
 def load_source(source: ModelSource) -> OdeModel:
-    """Run a model file's stored text and return its model (the same object for the same text).
+    """Run a model file's stored text and return its model (the same object for the same source).
 
     The file's folder, if it still exists, is searched first for modules the text imports.
 
@@ -99,8 +99,7 @@ def load_source(source: ModelSource) -> OdeModel:
     ModelError
         As :func:`load_model_file`.
     """
-    key = (source.text, source.attribute)
-    if key not in _LOADED:
+    if source not in _LOADED:
         module = _run(source)
         if not hasattr(module, source.attribute):
             defined = sorted(k for k, v in vars(module).items() if isinstance(v, OdeModel))
@@ -110,8 +109,8 @@ def load_source(source: ModelSource) -> OdeModel:
         if not isinstance(model, OdeModel):
             raise ModelError(f"{source.file}: {source.attribute} is a {type(model).__name__}, "
                              "not a models.OdeModel")
-        _LOADED[key] = replace(model, source=source)
-    return _LOADED[key]
+        _LOADED[source] = replace(model, source=source)
+    return _LOADED[source]
 
 
 def _run(source: ModelSource) -> ModuleType:
