@@ -78,7 +78,7 @@ def load_model_file(spec: str) -> OdeModel:
     file, attribute = _split(spec)
     path = Path(file)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as Windows editors write
     except FileNotFoundError:
         raise ModelError(f"{file}: no such model file") from None
     except (OSError, UnicodeDecodeError) as error:

@@ -61,6 +61,17 @@ def test_the_stored_text_rebuilds_the_model_without_the_file(model_file):
     assert copy.evaluate_rhs(np.array([2.0, 1.0]), np.array([0.5, 0.1, 1.0]))[0] == -1.0
 
 
+def test_a_file_saved_by_a_windows_editor_loads_the_same_model(tmp_path, model_file):
+    """A byte-order mark and CRLF line ends (as Notepad writes) change nothing but the file."""
+    windows = tmp_path / "windows.py"
+    windows.write_bytes(b"\xef\xbb\xbf" + MODEL_FILE.replace("\n", "\r\n").encode())
+    model = load_model_file(f"{windows}:TWO")
+    assert model.source.text == MODEL_FILE
+    state, theta = np.array([2.0, 1.0]), np.array([0.5, 0.1, 1.0])
+    expected = load_model_file(f"{model_file}:TWO").evaluate_rhs(state, theta)
+    np.testing.assert_array_equal(model.evaluate_rhs(state, theta), expected)
+
+
 def test_a_relative_model_file_is_relative_to_the_given_folder(tmp_path, model_file):
     assert resolve_model_file("two.py:TWO", tmp_path) == f"{model_file.resolve()}:TWO"
     assert resolve_model_file("gc_receptor", tmp_path) == "gc_receptor"
