@@ -22,7 +22,7 @@ from models.solvers import pack_events, pack_times
 
 from .data import DataError, Dataset
 from .measurement import MeasurementModel
-from .op import OdeSolveOp
+from .op import FIT_SOLVER, OdeSolveOp
 from .priors import prior_from_dict, prior_to_dict
 from .structure import ParameterStructure
 
@@ -52,7 +52,7 @@ class ModelOptions:
     nu
         Degrees of freedom of the Student-t likelihood.
     solver
-        Solver method and tolerances.
+        Solver method and tolerances (default :data:`inference.op.FIT_SOLVER`: ``auto``, rtol = atol = 1e-4).
     """
 
     priors: Mapping[str, Prior] = field(default_factory=dict)
@@ -62,7 +62,7 @@ class ModelOptions:
     covariates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     likelihood: str = "lognormal"
     nu: float = 5.0
-    solver: SolverSettings = field(default_factory=SolverSettings)
+    solver: SolverSettings = FIT_SOLVER
 
     def __post_init__(self) -> None:
         # Normalise containers so that equal declarations compare (and serialise) equal.

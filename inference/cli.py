@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from models import MODELS, ModelError, SolverSettings, get_model
+from models import MODELS, ModelError, get_model
 from models.solvers import METHODS
 
 EXIT_BAD_INPUT = 2
@@ -127,9 +127,12 @@ def cmd_simulate(args) -> None:
 # ---- fit -------------------------------------------------------------------------------------
 def _options(args, dataset):
     from inference.build import ModelOptions, default_options
+    from inference.op import FIT_SOLVER
 
     model = get_model(args.model)
     base = default_options(model, dataset)
+    solver = {key: getattr(args, key) for key in ("method", "rtol", "atol", "max_steps")
+              if getattr(args, key) is not None}
     return ModelOptions(
         priors=_priors(args.priors, model),
         fixed=_assignments(args.fixed, "--fixed"),
@@ -138,7 +141,7 @@ def _options(args, dataset):
         group_effects=_names(args.group_effects) if args.group_effects is not None
         else base.group_effects,
         likelihood=args.likelihood,
-        solver=SolverSettings(args.method, args.rtol, args.atol, args.max_steps),
+        solver=replace(FIT_SOLVER, **solver),
     )
 
 
@@ -466,11 +469,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--random-effects", help="parameters varying between subjects (comma list)")
     p.add_argument("--group-effects", help="parameters differing between groups (comma list)")
     p.add_argument("--likelihood", choices=list(LIKELIHOODS), default="lognormal")
-    p.add_argument("--method", choices=list(METHODS), default=SolverSettings.method,
+    p.add_argument("--method", choices=list(METHODS),
                    help="ODE solver; the default 'auto' switches to a stiff method where needed")
-    p.add_argument("--rtol", type=float, default=1e-6)
-    p.add_argument("--atol", type=float, default=1e-6)
-    p.add_argument("--max-steps", type=int, default=20_000)
+    p.add_argument("--rtol", type=float, help="solver's relative tolerance (default 1e-4: "
+                   "a hundredth of the assay's error; README, 'Solver tolerance in fits')")
+    p.add_argument("--atol", type=float, help="solver's absolute tolerance, each state in its unit (1e-4)")
+    p.add_argument("--max-steps", type=int, help="solver steps per subject before it fails (default 20000)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_fit)

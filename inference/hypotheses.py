@@ -32,8 +32,9 @@ own is ``"path/to/file.py:NAME"``, the path relative to the TOML file's folder),
 set; the tables ``fixed``, ``priors`` and ``covariates`` are merged per parameter (the
 hypothesis wins), and a parameter the hypothesis fixes drops out of the priors and effects it
 inherits (``fixed = { r = 0.0 }`` beside a default ``random_effects = [..., "r"]``). Without a
-``solver``, the default settings apply (method ``auto``, which switches to a stiff method where
-a subject's solution is stiff).
+``solver``, the fit's default settings apply (:data:`inference.op.FIT_SOLVER`: method ``auto``,
+which switches to a stiff method where a subject's solution is stiff, rtol = atol = 1e-4); a
+``solver`` table changes only the settings it names.
 
 Loading is a linter: every hypothesis is checked against its model (and, given a dataset, against
 the data), and one :class:`~models.ModelError` lists every problem, each naming the file, the
@@ -45,7 +46,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ from models.user import resolve_model_file
 from .build import ModelOptions
 from .data import Dataset
 from .measurement import LIKELIHOODS
+from .op import FIT_SOLVER
 from .priors import PRIOR_KINDS, prior_from_dict
 
 __all__ = ["HYPOTHESIS_KEYS", "Hypothesis", "check_hypotheses", "load_hypotheses",
@@ -485,7 +487,7 @@ def _solver(value) -> SolverSettings:
     steps = kwargs.get("max_steps", 1)
     if isinstance(steps, bool) or not isinstance(steps, int):
         raise TypeError(f"max_steps: expected an integer, got {steps!r}")
-    return SolverSettings(**kwargs)
+    return replace(FIT_SOLVER, **kwargs)
 
 
 _CONVERTERS = {

@@ -18,7 +18,7 @@ from pytensor.tensor.variable import TensorVariable
 from models import Event, ModelError, OdeModel, SolverSettings
 from models.solvers import pack_events
 
-from .op import OdeSolveOp
+from .op import FIT_SOLVER, OdeSolveOp
 
 
 def _columns(model: OdeModel, values, argument: str, defaults=None) -> list:
@@ -125,8 +125,8 @@ def solve_ode(
         Doses and input changes after t = 0 (:class:`~models.solvers.Event`): one list shared
         by all subjects, or for a batch one list per subject.
     settings
-        Solver method and tolerances (:class:`~models.solvers.SolverSettings`; default
-        Dormand-Prince 5(4) at rtol = atol = 1e-6).
+        Solver method and tolerances (:class:`~models.solvers.SolverSettings`; default those of
+        fits, :data:`~inference.op.FIT_SOLVER`: method ``auto``, rtol = atol = 1e-4).
     outputs
         Names of observables (analytes) or states to return, in order; by default every
         observable of ``model``.
@@ -170,7 +170,7 @@ def solve_ode(
     [8.607, 7.408, 5.488, 3.012, 0.907]
     """
     times = _times(times)
-    settings = settings or SolverSettings()
+    settings = settings or FIT_SOLVER
     columns = _columns(model, params, "params")
     columns += _columns(model, {} if inputs is None else inputs, "inputs",
                         defaults={i.name: i.default for i in model.inputs})

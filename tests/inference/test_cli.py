@@ -191,6 +191,19 @@ def test_priors_file_and_flag_choice_reach_the_fit(tmp_path, capsys, monkeypatch
     assert "302 samples (0 censored; 18 flagged samples left out (--exclude-flagged))" in out
 
 
+def test_solver_options_change_only_what_they_name(tmp_path, monkeypatch):
+    from inference.op import FIT_SOLVER
+    from models import SolverSettings
+
+    seen = _catch_fit(monkeypatch)
+    with pytest.raises(_Stop):
+        main(["fit", SHIPPED, "--out", str(tmp_path / "r.nc")])
+    assert seen["options"].solver == FIT_SOLVER == SolverSettings("auto", rtol=1e-4, atol=1e-4)
+    with pytest.raises(_Stop):
+        main(["fit", SHIPPED, "--out", str(tmp_path / "r.nc"), "--rtol", "1e-6", "--method", "rodas5"])
+    assert seen["options"].solver == SolverSettings("rodas5", rtol=1e-6, atol=1e-4)
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [

@@ -11,6 +11,7 @@ from inference.build import ModelOptions
 from inference.cli import main
 from inference.data import load_dataset
 from inference.hypotheses import Hypothesis, check_hypotheses, load_hypotheses, parse_hypotheses
+from inference.op import FIT_SOLVER
 from models import Beta, LogNormal, ModelError, SolverSettings, get_model
 
 ROOT = Path(__file__).parents[2]
@@ -45,12 +46,12 @@ def test_a_hypothesis_becomes_the_model_options_of_its_fit():
     assert options == ModelOptions(priors={"d_T": LogNormal(2.0, 0.2)}, fixed={"K_C": 500.0},
                                    random_effects=("k_T",), group_effects=("r",),
                                    covariates={"k_C": ("stress_score",)}, likelihood="student_t", nu=4.0,
-                                   solver=SolverSettings())
+                                   solver=FIT_SOLVER)
     assert ModelOptions.from_json(options.to_json()) == options
 
 
 def test_every_model_gets_the_default_solver_unless_told_otherwise():
-    assert Hypothesis("H3", model="gc_receptor").options.solver == SolverSettings()
+    assert Hypothesis("H3", model="gc_receptor").options.solver == FIT_SOLVER
     assert Hypothesis("H1").options.solver.method == "auto"
     explicit = Hypothesis("H3", model="gc_receptor",
                           options=ModelOptions(solver=SolverSettings("explicit", rtol=1e-8)))
@@ -133,7 +134,7 @@ fixed = { r = 0.0, d_C = 0.6 }   # r drops out of the inherited priors and rando
 random_effects = ["k_T"]
 likelihood = "student_t"
 nu = 4
-solver = { method = "stiff", rtol = 1e-7, max_steps = 50000 }
+solver = { method = "stiff", rtol = 1e-7, max_steps = 50000 }   # atol stays the fit default
 """)
     h0, h1 = load_hypotheses(path)
     assert h0.options.fixed == {"K_C": 500.0, "d_C": 0.6, "r": 0.0}
@@ -141,7 +142,8 @@ solver = { method = "stiff", rtol = 1e-7, max_steps = 50000 }
     assert h1.options.fixed == {"K_C": 500.0, "d_C": 0.55} and h1.options.random_effects == ("k_T",)
     assert h1.options.priors == {"r": Beta(1.5, 6.0)}
     assert (h1.options.likelihood, h1.options.nu) == ("student_t", 4.0)
-    assert h1.options.solver == SolverSettings("stiff", rtol=1e-7, max_steps=50000)
+    assert h1.options.solver == SolverSettings("stiff", rtol=1e-7, atol=FIT_SOLVER.atol, max_steps=50000)
+    assert h0.options.solver == FIT_SOLVER
 
 
 BAD_FILES = [

@@ -1,5 +1,7 @@
 """Posterior and prior predictive: solver values, measurement noise and assay limits applied consistently."""
 
+from dataclasses import asdict
+
 import arviz as az
 import numpy as np
 import pytest
@@ -77,12 +79,14 @@ def test_same_seed_same_draws(good, predictive):
 def test_concentrations_are_the_model_solution(good, predictive, dataset):
     """Independent reference: models.simulate at the sample's own posterior parameters."""
     obs = predictive.observed
+    solver = read_record(good).options.solver  # the fit's solver settings
     for k in (0, DRAWS - 1):
         chain, draw = int(obs["chain"][k]), int(obs["draw"][k])
         theta = good.posterior["theta"].sel(chain=chain, draw=draw, subject="S01").values
         params = dict(zip(MODEL.parameter_names, theta[: len(MODEL.parameters)], strict=True))
         times = np.unique(dataset.observations["time"])
-        states = models.simulate(MODEL, params, {"dose": theta[-1]}, times).set_index("time")
+        states = models.simulate(MODEL, params, {"dose": theta[-1]}, times, **asdict(solver))
+        states = states.set_index("time")
         for analyte, state in (("TNF", "T"), ("IL6", "I"), ("cortisol", "C")):
             rows = _rows(dataset, analyte)
             expected = states.loc[dataset.observations["time"].to_numpy()[rows], state].to_numpy()
