@@ -42,7 +42,7 @@ from models.spec import OdeModel
 # tolerance in fits"): at the posterior draws of a fit at rtol 1e-6 the log-likelihood moves by
 # 0.003 (sd; at most 0.015) at 1e-4, so the posterior at 1e-4 is the 1e-6 posterior reweighted by
 # at most exp(0.015): the error on the log scale (< 1e-3) is a hundredth of an assay's sd (0.1-0.3).
-# A log density costs 1.3x (acute_inflammation) to 2.6x (gc_receptor) less. Simulation keeps
+# A log density costs 1.4x (acute_inflammation) to 2.6x (gc_receptor) less. Simulation keeps
 # SolverSettings' default 1e-6.
 FIT_SOLVER = SolverSettings(rtol=1e-4, atol=1e-4)
 
