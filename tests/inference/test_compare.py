@@ -458,9 +458,13 @@ def test_the_shipped_hypotheses_rank_the_generating_one_first_or_level_on_the_fu
                 thresholds=LENIENT, exact_lso="never")
     truth, best = COHORTS[cohort], c.ranking[0]
     assert best == c.table["elpd_loo"].idxmax()
-    if cohort == "no_resistance":
-        # H1 and H2 contain r = 0 and fit these data as well as H0: the truth may trail by noise,
-        # never by 2 SE.
-        assert best == truth or c.table.at[truth, "elpd_diff"] < 2 * c.table.at[truth, "dse"]
-    else:
-        assert best == truth
+    # The hypotheses are nested in what they can fit (H1 and H2 contain H0's r = 0; H1's shared r
+    # is H2 without a group difference, and random effects absorb much of one), so LOO may put a
+    # richer one level with the truth: the truth may trail by noise, never by 2 SE. On the stress
+    # cohort H2 led H1 by -1.0 to +3.1 elpd (SE about 2) over seeds 1 and 2 at rtol 1e-6 and 1e-4.
+    assert best == truth or c.table.at[truth, "elpd_diff"] < 2 * c.table.at[truth, "dse"]
+    if cohort == "stress_resistance":
+        # The marginal likelihood charges for that freedom: in the same runs it favoured H2 over H1
+        # by a log Bayes factor of 5.9-6.3 (SE 1.4-2.7), and over H0 by 10-16.
+        log_ml = c.table["log_ml"]
+        assert log_ml[truth] - log_ml.drop(index=truth).max() > 2

@@ -180,9 +180,15 @@ def test_stricter_thresholds_change_the_verdict(rng):
 
 def test_verdict_passes_on_a_converged_fit(good):
     verdict = diagnose(good)
-    assert verdict.status == PASS, str(verdict)
     assert [c.name for c in verdict] == list(CHECKS)
-    assert all(not c.advice for c in verdict)
+    # Every convergence check passes. Pareto k is a property of model and data, not of convergence:
+    # on this subject the most influential observation's k-hat ranged 0.56-0.85 over seeds 1, 2, 7
+    # at either solver tolerance (rtol 1e-6 or 1e-4), so it may warn; the check reports ArviZ's figure.
+    convergence = [c for c in verdict if c.name != "pareto_k"]
+    assert all(c.status == PASS and not c.advice for c in convergence), str(verdict)
+    pareto_k = verdict["pareto_k"]
+    assert pareto_k.value == pytest.approx(float(az.loo(good, pointwise=True).pareto_k.max()))
+    assert pareto_k.value < 1.0 and verdict.status == pareto_k.status
     assert verdict["rhat"].value <= 1.01
     assert verdict["ess_bulk"].value >= 400 and verdict["ess_tail"].value >= 400
     # Every free parameter and measurement sd was looked at; theta and nutpie's *_log__ were not.
