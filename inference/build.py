@@ -52,8 +52,8 @@ class ModelOptions:
     nu
         Degrees of freedom of the Student-t likelihood.
     solver
-        Solver method and tolerances (default :data:`inference.op.FIT_SOLVER`: ``auto``, rtol = atol =
-        1e-6).
+        Solver method and tolerances (default :data:`inference.op.FIT_SOLVER`: ``auto``, rtol 1e-4,
+        atol 1e-6).
     """
 
     priors: Mapping[str, Prior] = field(default_factory=dict)

@@ -471,8 +471,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--likelihood", choices=list(LIKELIHOODS), default="lognormal")
     p.add_argument("--method", choices=list(METHODS),
                    help="ODE solver; the default 'auto' switches to a stiff method where needed")
-    p.add_argument("--rtol", type=float, help="solver's relative tolerance (default 1e-6; 1e-4 suffices for "
-                   "assay errors of 10-30 %%: README, 'Solver tolerance in fits')")
+    p.add_argument("--rtol", type=float, help="solver's relative tolerance (default 1e-4: "
+                   "a hundredth of the assay's error; README, 'Solver tolerance in fits')")
     p.add_argument("--atol", type=float, help="solver's absolute tolerance, each state in its unit (1e-6)")
     p.add_argument("--max-steps", type=int, help="solver steps per subject before it fails (default 20000)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

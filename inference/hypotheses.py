@@ -33,7 +33,7 @@ set; the tables ``fixed``, ``priors`` and ``covariates`` are merged per paramete
 hypothesis wins), and a parameter the hypothesis fixes drops out of the priors and effects it
 inherits (``fixed = { r = 0.0 }`` beside a default ``random_effects = [..., "r"]``). Without a
 ``solver``, the fit's default settings apply (:data:`inference.op.FIT_SOLVER`: method ``auto``,
-which switches to a stiff method where a subject's solution is stiff, rtol = atol = 1e-6); a
+which switches to a stiff method where a subject's solution is stiff, rtol 1e-4, atol 1e-6); a
 ``solver`` table changes only the settings it names.
 
 Loading is a linter: every hypothesis is checked against its model (and, given a dataset, against

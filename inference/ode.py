@@ -126,7 +126,7 @@ def solve_ode(
         by all subjects, or for a batch one list per subject.
     settings
         Solver method and tolerances (:class:`~models.solvers.SolverSettings`; default those of
-        fits, :data:`~inference.op.FIT_SOLVER`: method ``auto``, rtol = atol = 1e-6).
+        fits, :data:`~inference.op.FIT_SOLVER`: method ``auto``, rtol 1e-4, atol 1e-6).
     outputs
         Names of observables (analytes) or states to return, in order; by default every
         observable of ``model``.

@@ -37,12 +37,15 @@ from models.solvers import SolverSettings, kernel
 from models.solvers.common import SUCCESS
 from models.spec import OdeModel
 
-# The solver inside a fit (the default of ModelOptions, solve_ode, hypotheses and the CLI): method
-# "auto", rtol = atol = 1e-6. rtol 1e-4 (atol 1e-6) was measured as accurate enough and 1.3-1.6x
-# cheaper per solve (README, "Solver tolerance in fits") but is not the default yet: with it two
-# borderline statistical tests flipped in CI (a Pareto k of 0.73, and H1 against H2 on the stress
-# cohort), which needs examining first. Pass --rtol 1e-4 or a solver table to use it.
-FIT_SOLVER = SolverSettings(rtol=1e-6, atol=1e-6)
+# The solver inside a fit (the default of ModelOptions and solve_ode): method "auto", rtol 1e-4,
+# atol 1e-6 (each state in its own unit). Measured (README, "Solver tolerance in fits"): at the
+# posterior draws of the shipped single subject fitted at 1e-6, the log-likelihood moves by 0.003
+# (sd; at most 0.015) at rtol = atol = 1e-4, so that posterior is the 1e-6 one reweighted by at most
+# exp(0.015): the error on the log scale (< 1e-3) is a hundredth of an assay's sd (0.1-0.3). The
+# absolute tolerance stays at 1e-6: a log-normal likelihood needs relative accuracy down to the
+# smallest concentration, and atol 1e-4 gave a decaying tracer near 1e-3 pg/mL a spurious mode.
+# Simulation keeps SolverSettings' default rtol 1e-6.
+FIT_SOLVER = SolverSettings(rtol=1e-4, atol=1e-6)
 
 
 class FailureCounter:

@@ -70,7 +70,7 @@ def test_result_has_every_group_and_provenance(result, dataset):
     assert not any(v.endswith("__") for v in result.posterior.data_vars)
     attrs = result.attrs
     assert attrs["model"] == "acute_inflammation" and attrs["seed"] == 11
-    assert attrs["solver_method"] == "auto" and attrs["solver_rtol"] == FIT_SOLVER.rtol == 1e-6
+    assert attrs["solver_method"] == "auto" and attrs["solver_rtol"] == FIT_SOLVER.rtol == 1e-4
     assert {"pymc", "pytensor", "arviz", "nutpie", "numba"} <= set(json.loads(attrs["versions"]))
     # Censored samples are predicted at the limit or beyond, like the data.
     censored = (dataset.observations["censored"] == "left").to_numpy()
