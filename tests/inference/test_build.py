@@ -113,7 +113,8 @@ def test_the_flip_flop_pair_is_ordered_with_a_renormalised_truncated_prior(singl
     point["d_M_interval__"] = np.log(d_M - k_L)  # d_M = k_L + exp(u)
     d_M_prior = scipy.stats.lognorm(0.6, scale=1.5)  # the library's LogNormal(1.5, 0.6)
     expected = d_M_prior.logpdf(d_M) - d_M_prior.logsf(k_L) + np.log(d_M - k_L)  # + the Jacobian
-    assert _evaluate(pm_model, pm_model.logp(vars=[pm_model["d_M"]]), point) == pytest.approx(expected, rel=1e-7)
+    logp = _evaluate(pm_model, pm_model.logp(vars=[pm_model["d_M"]]), point)
+    assert logp == pytest.approx(expected, rel=1e-7)
     assert _evaluate(pm_model, pm_model["d_M"], point) == pytest.approx(d_M, rel=1e-12)
     draws = pm.draw([pm_model["k_L"], pm_model["d_M"]], draws=2000, random_seed=1)
     assert np.all(draws[1] > draws[0])
