@@ -79,16 +79,6 @@ class ModelOptions:
         """The measurement model of these options."""
         return MeasurementModel(self.likelihood, self.nu)
 
-    def ordered_pairs(self, model: OdeModel) -> list[tuple[str, str]]:
-        """Return the model's flip-flop pairs (slower, faster) that this fit orders: both free, shared.
-
-        The faster rate's prior is then truncated below the slower one's value
-        (:attr:`models.OdeModel.ordered`); a pair with a fixed or subject-varying member is left
-        as it is.
-        """
-        varying = {*self.fixed, *self.random_effects, *self.group_effects, *self.covariates}
-        return [pair for pair in model.ordered if not varying & set(pair)]
-
     def check(self, model: OdeModel, dataset: Dataset | None = None) -> None:
         """Raise ModelError naming the option and parameter that do not fit model or data."""
         names = set(model.parameter_names)

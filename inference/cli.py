@@ -82,9 +82,6 @@ def cmd_info(args) -> None:
     print(f"{'parameter':10s} {'unit':20s} {'prior':36s} meaning")
     for p in model.parameters:
         print(f"{p.name:10s} {p.unit:20s} {p.prior.describe():36s} {p.description}")
-    for slower, faster in model.ordered:
-        print(f"\nordered: {slower} < {faster} (a flip-flop pair the data cannot order; where both are "
-              f"free and shared, a fit truncates {faster}'s prior below {slower})")
     print(f"\n{'input':10s} {'unit':20s} {'default':36s} meaning")
     for i in model.inputs:
         print(f"{i.name:10s} {i.unit:20s} {i.default:<36g} {i.description}")

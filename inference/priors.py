@@ -98,8 +98,7 @@ class PriorKind:
     cls: type[Prior]
     link: str | Callable[[Any], str]  # a key of LINKS, or prior -> key (by the prior's bounds)
     scipy: Callable[[Any], Any]  # prior -> frozen scipy distribution
-    distribution: type  # the PyMC distribution
-    arguments: Callable[[Any], dict]  # prior -> the PyMC distribution's keyword arguments
+    pymc: Callable[..., Any]  # (name, prior, **kwargs) -> PyMC random variable
     moments: Callable[[Any], tuple[float, float]]  # prior -> mean and sd on the link scale
 
     @property
@@ -120,16 +119,6 @@ class PriorKind:
     def link_of(self, prior: Prior) -> str:
         """Return the prior's link (a key of :data:`LINKS`)."""
         return self.link(prior) if callable(self.link) else self.link
-
-    def pymc(self, name: str, prior: Prior, lower=None, **kwargs):
-        """Create the PyMC random variable ``name`` (inside a model).
-
-        ``lower``: a tensor (another variable) below which the prior is truncated, renormalised
-        (the faster rate of an ordered pair, :attr:`models.OdeModel.ordered`).
-        """
-        if lower is None:
-            return self.distribution(name, **self.arguments(prior), **kwargs)
-        return pm.Truncated(name, self.distribution.dist(**self.arguments(prior)), lower=lower, **kwargs)
 
 
 def _beta_moments(prior: Beta) -> tuple[float, float]:
@@ -157,32 +146,35 @@ def _numeric_moments(prior: Prior) -> tuple[float, float]:
     return float(mean), float(np.sqrt(second))
 
 
+def _truncated_pymc(name: str, p: TruncatedNormal, **kw):
+    return pm.TruncatedNormal(name, mu=p.mu, sigma=p.sigma, lower=p.lower,
+                              upper=None if np.isinf(p.upper) else p.upper, **kw)
+
+
 PRIOR_KINDS: dict[str, PriorKind] = {k.name: k for k in (
     PriorKind(LogNormal, "log",
               scipy=lambda p: scipy.stats.lognorm(s=p.sigma, scale=p.median),
-              distribution=pm.LogNormal, arguments=lambda p: {"mu": np.log(p.median), "sigma": p.sigma},
+              pymc=lambda name, p, **kw: pm.LogNormal(name, mu=np.log(p.median), sigma=p.sigma, **kw),
               moments=lambda p: (float(np.log(p.median)), p.sigma)),
     PriorKind(Beta, "logit",
               scipy=lambda p: scipy.stats.beta(p.alpha, p.beta),
-              distribution=pm.Beta, arguments=lambda p: {"alpha": p.alpha, "beta": p.beta},
+              pymc=lambda name, p, **kw: pm.Beta(name, alpha=p.alpha, beta=p.beta, **kw),
               moments=_beta_moments),
     PriorKind(Normal, "identity",
               scipy=lambda p: scipy.stats.norm(p.mu, p.sigma),
-              distribution=pm.Normal, arguments=lambda p: {"mu": p.mu, "sigma": p.sigma},
+              pymc=lambda name, p, **kw: pm.Normal(name, mu=p.mu, sigma=p.sigma, **kw),
               moments=lambda p: (p.mu, p.sigma)),
     PriorKind(HalfNormal, "log",
               scipy=lambda p: scipy.stats.halfnorm(scale=p.sigma),
-              distribution=pm.HalfNormal, arguments=lambda p: {"sigma": p.sigma},
+              pymc=lambda name, p, **kw: pm.HalfNormal(name, sigma=p.sigma, **kw),
               moments=_half_normal_moments),
     PriorKind(Gamma, "log",
               scipy=lambda p: scipy.stats.gamma(p.alpha, scale=1.0 / p.beta),
-              distribution=pm.Gamma, arguments=lambda p: {"alpha": p.alpha, "beta": p.beta},
+              pymc=lambda name, p, **kw: pm.Gamma(name, alpha=p.alpha, beta=p.beta, **kw),
               moments=_gamma_moments),
     PriorKind(TruncatedNormal, lambda p: "logit" if p.upper == 1.0 else "log",
               scipy=lambda p: p.scipy_distribution(),
-              distribution=pm.TruncatedNormal,
-              arguments=lambda p: {"mu": p.mu, "sigma": p.sigma, "lower": p.lower,
-                                   "upper": None if np.isinf(p.upper) else p.upper},
+              pymc=_truncated_pymc,
               moments=_numeric_moments),
 )}
 
@@ -201,12 +193,9 @@ def prior_kind(prior: Prior) -> PriorKind:
     return kind
 
 
-def to_pymc(name: str, prior: Prior, lower=None, **kwargs):
-    """Create the PyMC random variable ``name`` with distribution ``prior`` (inside a model).
-
-    ``lower``: a tensor below which the prior is truncated (see :meth:`PriorKind.pymc`).
-    """
-    return prior_kind(prior).pymc(name, prior, lower=lower, **kwargs)
+def to_pymc(name: str, prior: Prior, **kwargs):
+    """Create the PyMC random variable ``name`` with distribution ``prior`` (inside a model)."""
+    return prior_kind(prior).pymc(name, prior, **kwargs)
 
 
 def unconstrained(prior: Prior) -> Unconstrained:

@@ -1,9 +1,7 @@
 """The parameter structure of a fit: which parameters vary by subject, and how, in PyTensor and numpy.
 
-A parameter is fixed (a constant), shared by all subjects (its prior as the library states it; the
-faster rate of a flip-flop pair, :meth:`~inference.build.ModelOptions.ordered_pairs`, has it
-truncated below the slower one), or structured per subject on its link scale (log for rates, logit
-for r)::
+A parameter is fixed (a constant), shared by all subjects (its prior as the library states it), or
+structured per subject on its link scale (log for rates, logit for r)::
 
     link(theta_s) = mu + group effect[g(s)] + sum_c beta_c * z_c(s) + tau * eta_s,   eta_s ~ N(0, 1)
 
@@ -85,9 +83,7 @@ class ParameterStructure:
         n = len(self.dataset.subject_ids)
         prior = self.prior(name)
         if not self.is_structured(name):
-            slower = {faster: slower for slower, faster in self.options.ordered_pairs(self.model)}
-            lower = pm.Model.get_context()[slower[name]] if name in slower else None
-            return to_pymc(name, prior, lower=lower) * pt.ones(n)
+            return to_pymc(name, prior) * pt.ones(n)
         link = unconstrained(prior)
         mu = pm.Normal(f"{name}_mu", link.mean, link.sd)
         eta = mu * pt.ones(n)

@@ -44,7 +44,6 @@ from models import ModelError, OdeModel, SolverError, get_model, solve
 from .batch import BatchResult, FitTask, fit_many
 from .build import SIGMA_PRIOR_DEFAULT, SIGMA_PRIOR_SCALE, ModelOptions, layout, subject_inputs
 from .data import DataError, Dataset
-from .priors import prior_kind
 from .sampler import SamplerSettings
 from .synthetic import simulate_dataset
 
@@ -114,10 +113,6 @@ def draw_prior(model: OdeModel, options: ModelOptions, design: Design, rng: np.r
     """One draw of every free parameter and noise sd from the priors :func:`build_model` uses."""
     values = {p.name: float(options.priors.get(p.name, p.prior).sample(rng))
               for p in model.parameters if p.name not in options.fixed}
-    for slower, faster in options.ordered_pairs(model):  # the faster one's prior truncated below
-        prior = options.priors.get(faster, model.parameter(faster).prior)
-        distribution = prior_kind(prior).scipy(prior)
-        values[faster] = float(distribution.ppf(rng.uniform(distribution.cdf(values[slower]), 1.0)))
     for analyte in (a for a in model.analytes if a in design.times):
         scale = SIGMA_PRIOR_SCALE.get(analyte, SIGMA_PRIOR_DEFAULT)  # HalfNormal(scale)
         values[f"sigma[{analyte}]"] = float(abs(rng.standard_normal()) * scale)

@@ -340,13 +340,6 @@ class OdeModel:
         spreads of the literature).
     ridges
         Known ridges: parameters the data inform only in combination.
-    ordered
-        Pairs (slower, faster) of rates that the solution depends on symmetrically up to a gain
-        (flip-flop kinetics: swapping the two and rescaling the gain gives the same course), so
-        data cannot say which is which and a posterior has two arms that meet at a sharp corner.
-        A fit takes the first as the slower: where both are free and shared by all subjects, the
-        faster one's prior is truncated below the slower one's value. The slower is listed
-        first among the parameters too.
     resistance
         How GC resistance is read from the model (None: the model has no notion of it).
     source
@@ -366,7 +359,6 @@ class OdeModel:
     time_unit: str = "h"
     cohort_random_effects: tuple[str, ...] = ()
     ridges: tuple[Ridge, ...] = ()
-    ordered: tuple[tuple[str, str], ...] = ()
     resistance: Resistance | None = None
     source: ModelSource | None = field(default=None, repr=False, compare=False)
 
@@ -389,8 +381,7 @@ class OdeModel:
                 raise ModelError(
                     f"model {self.name}: observable {obs.analyte} reads unknown state {obs.state}"
                 )
-        unknown = [n for n in (*self.cohort_random_effects, *(p for r in self.ridges for p in r.parameters),
-                               *(p for pair in self.ordered for p in pair))
+        unknown = [n for n in (*self.cohort_random_effects, *(p for r in self.ridges for p in r.parameters))
                    if n not in self.parameter_names]
         if self.resistance is not None:
             if self.resistance.parameter not in (None, *self.parameter_names):
@@ -398,12 +389,8 @@ class OdeModel:
             if self.resistance.one_minus_state not in (None, *self.state_names):
                 unknown.append(self.resistance.one_minus_state)
         if unknown:
-            raise ModelError(f"model {self.name}: cohort effects, ridges, ordered pairs or resistance "
-                             f"name unknown parameters or states {unknown}")
-        for slower, faster in self.ordered:
-            if not self.parameter_names.index(slower) < self.parameter_names.index(faster):
-                raise ModelError(f"model {self.name}: ordered pair ({slower}, {faster}): list the "
-                                 f"slower rate {slower} before {faster} among the parameters")
+            raise ModelError(f"model {self.name}: cohort effects, ridges or resistance name unknown "
+                             f"parameters or states {unknown}")
         for label, produced in (
             ("rhs", self.rhs(*self._float_namespaces(), FLOAT_MATH)),
             ("initial", self.initial(*self._float_namespaces()[1:], FLOAT_MATH)),

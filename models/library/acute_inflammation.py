@@ -37,6 +37,5 @@ MODEL = OdeModel(
     initial=initial,
     cohort_random_effects=P.COHORT_RANDOM_EFFECTS + ("r",),
     ridges=(P.SUPPRESSION_RIDGE,),
-    ordered=(P.FLIP_FLOP,),
     resistance=Resistance(parameter="r"),
 )

@@ -71,6 +71,5 @@ MODEL = OdeModel(
     rhs=rhs,
     initial=initial,
     cohort_random_effects=P.COHORT_RANDOM_EFFECTS,
-    ordered=(P.FLIP_FLOP,),
     resistance=Resistance(one_minus_state="R"),
 )

@@ -21,8 +21,7 @@ k_L = Parameter(
     "k_L", "1/h", "endotoxin clearance (it activates monocytes as it is cleared)",
     LogNormal(1.0, 0.35),
     source="fitted 1.01-1.08/h (Windoloski 2024; Dobreva 2021); rat LPS t1/2 ~1 h. Kept informative "
-    "(0.5-2/h): with d_M it forms a flip-flop pair that the data cannot order; fits take it as "
-    "the slower of the two (FLIP_FLOP)",
+    "(0.5-2/h): with d_M it forms a flip-flop pair that one challenge cannot order",
 )
 d_M = Parameter(
     "d_M", "1/h", "decay of monocyte activation", LogNormal(1.5, 0.6),
@@ -81,14 +80,6 @@ r = Parameter(
 # baseline (the literature note's between-subject spreads are largest there), plus a model's own
 # GC resistance where it is a parameter.
 COHORT_RANDOM_EFFECTS = ("k_T", "k_IT", "k_C", "C_b")
-
-# Flip-flop kinetics: M(t) = dose k_L (exp(-d_M t) - exp(-k_L t)) / (k_L - d_M) enters only through
-# k_T M and k_I M, so swapping k_L and d_M while scaling k_T and k_I by k_L / d_M gives the same
-# course: the posterior has two arms (one rate pinned by the tail, the other free) meeting at a
-# sharp corner, which NUTS crosses rarely (a 32-subject cohort fit: R-hat 1.17, bulk ESS 16 from
-# 1,200 draws). Fits take endotoxin clearance as the slower, as measured (k_L 1.0-1.1/h fitted;
-# monocyte deactivation 2.5-3.5/h in Olufsen-lab fits).
-FLIP_FLOP = ("k_L", "d_M")
 
 # Literature note, section 7: suppression depends on r and K_C only through K_C / (1 - r).
 SUPPRESSION_RIDGE = Ridge(

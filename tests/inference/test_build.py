@@ -4,10 +4,8 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
-import pymc as pm
 import pytest
 import scipy.stats
-from pymc.distributions.truncated import TruncatedRV
 
 import models
 from inference.build import SIGMA_PRIOR_SCALE, ModelOptions, build_model, default_options, layout
@@ -103,30 +101,6 @@ def test_single_subject_parameters_use_library_priors(single):
     assert _evaluate(pm_model, pm_model.logp(vars=[pm_model["k_T"]]), point) == pytest.approx(
         expected, rel=1e-9
     )
-
-
-def test_the_flip_flop_pair_is_ordered_with_a_renormalised_truncated_prior(single, cohort):
-    pm_model = build_model(MODEL, single)
-    point = pm_model.initial_point()
-    k_L, d_M = 1.2, 1.9
-    point["k_L_log__"] = np.log(k_L)
-    point["d_M_interval__"] = np.log(d_M - k_L)  # d_M = k_L + exp(u)
-    d_M_prior = scipy.stats.lognorm(0.6, scale=1.5)  # the library's LogNormal(1.5, 0.6)
-    expected = d_M_prior.logpdf(d_M) - d_M_prior.logsf(k_L) + np.log(d_M - k_L)  # + the Jacobian
-    logp = _evaluate(pm_model, pm_model.logp(vars=[pm_model["d_M"]]), point)
-    assert logp == pytest.approx(expected, rel=1e-7)
-    assert _evaluate(pm_model, pm_model["d_M"], point) == pytest.approx(d_M, rel=1e-12)
-    draws = pm.draw([pm_model["k_L"], pm_model["d_M"]], draws=2000, random_seed=1)
-    assert np.all(draws[1] > draws[0])
-    # k_L keeps its prior; d_M's is the library's truncated below k_L.
-    assert scipy.stats.kstest(draws[0], scipy.stats.lognorm(0.35, scale=1.0).cdf).pvalue > 1e-3
-    # Where a member is fixed or varies by subject, the data order the pair: no truncation.
-    for options in (ModelOptions(fixed={"k_L": 1.0}), ModelOptions(random_effects=("d_M",))):
-        assert options.ordered_pairs(MODEL) == []
-        built = build_model(MODEL, cohort, options)
-        name = "d_M" if "d_M" in built.named_vars and "d_M_mu" not in built.named_vars else "d_M_mu"
-        assert not isinstance(built[name].owner.op, TruncatedRV)
-    assert ModelOptions().ordered_pairs(MODEL) == [("k_L", "d_M")]
 
 
 def test_cohort_structure_random_group_and_covariate_effects(cohort):

@@ -19,7 +19,6 @@ def test_info_lists_models_and_describes_parameters(capsys):
     assert "h(C)  = 1 - (1 - r) C / (C + K_C)" in out
     line = next(line for line in out.splitlines() if line.startswith("k_T "))
     assert "pg/mL/h per ng/kg" in line and "LogNormal(median=1800, sigma=0.82)" in line
-    assert "ordered: k_L < d_M" in out
 
 
 def test_simulate_writes_a_loadable_dataset_with_truth(tmp_path, capsys):

@@ -3,12 +3,10 @@
 import cloudpickle
 import decay
 import numpy as np
-import pymc as pm
 import pytest
-import scipy.stats
 from bs4 import BeautifulSoup
 
-from inference.build import ModelOptions, build_model
+from inference.build import ModelOptions
 from inference.cli import main
 from inference.data import load_dataset
 from inference.report.validation import render_coverage, render_sbc
@@ -18,7 +16,6 @@ from inference.validate import (
     Design,
     coverage_table,
     design_from_dataset,
-    draw_prior,
     log_likelihood,
     rank,
     rank_uniformity,
@@ -26,7 +23,6 @@ from inference.validate import (
     sbc_table,
     simulate_replicates,
 )
-from models import get_model
 
 cloudpickle.register_pickle_by_value(decay)
 
@@ -90,20 +86,6 @@ def test_design_of_the_shipped_single_subject():
 
 
 DESIGN = Design({"tracer": (0.5, 1, 2, 3, 4, 6, 8, 12)}, {"tracer": 5.0}, {}, "decay test design")
-
-
-def test_prior_draws_are_the_fits_prior_with_the_flip_flop_pair_ordered(rng):
-    model = get_model("acute_inflammation")
-    dataset = load_dataset("data/single_subject/observations.csv")
-    design = design_from_dataset(model, dataset)
-    ours = [draw_prior(model, ModelOptions(), design, rng) for _ in range(2000)]
-    k_L, d_M = (np.array([d[name] for d in ours]) for name in ("k_L", "d_M"))
-    assert np.all(d_M > k_L)
-    theirs = pm.draw(build_model(model, dataset)["d_M"], draws=2000, random_seed=2)
-    assert scipy.stats.ks_2samp(d_M, theirs).pvalue > 1e-3
-    # A fixed k_L leaves d_M its library prior, LogNormal(1.5, 0.6).
-    fixed = [draw_prior(model, ModelOptions(fixed={"k_L": 1.0}), design, rng)["d_M"] for _ in range(2000)]
-    assert scipy.stats.kstest(fixed, scipy.stats.lognorm(0.6, scale=1.5).cdf).pvalue > 1e-3
 
 
 def test_replicates_draw_from_the_prior_and_censor_at_the_lloq():
