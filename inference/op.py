@@ -37,7 +37,7 @@ from models.solvers import SolverSettings, kernel
 from models.solvers.common import SUCCESS
 from models.spec import OdeModel
 
-# The solver inside a fit (the default of ModelOptions and solve_ode): method "auto", rtol 1e-4,
+# The solver inside a fit (the default of ModelOptions, solve_ode, hypotheses and the CLI): "auto", rtol 1e-4,
 # atol 1e-6 (each state in its own unit). Measured (README, "Solver tolerance in fits"): at the
 # posterior draws of the shipped single subject fitted at 1e-6, the log-likelihood moves by 0.003
 # (sd; at most 0.015) at rtol = atol = 1e-4, so that posterior is the 1e-6 one reweighted by at most
