@@ -21,6 +21,7 @@ from models import Event, ModelError, OdeModel, Prior, SolverSettings, get_model
 from models.solvers import pack_events, pack_times
 
 from .data import DataError, Dataset
+from .fold import Fold
 from .measurement import MeasurementModel
 from .op import FIT_SOLVER, OdeSolveOp
 from .priors import prior_from_dict, prior_to_dict
@@ -221,8 +222,11 @@ def build_model(
     Returns
     -------
     pymc.Model
-        Free parameters named as in the model; ``theta`` (subjects x parameters and inputs) as a
-        deterministic; the observed variable ``log_y`` (log concentration, dims ``obs``).
+        Free parameters named as in the model, except a flip-flop pair, which is sampled as the
+        vector ``flip_flop`` with its rates and gains as deterministics (:mod:`inference.fold`;
+        ``pm_model.fold``, None where it does not apply); ``theta`` (subjects x parameters and
+        inputs) as a deterministic; the observed variable ``log_y`` (log concentration, dims
+        ``obs``). Draws of the fold are resolved (:func:`inference.fold.resolve`) before use.
 
     Raises
     ------
@@ -261,12 +265,14 @@ def build_model(
         pm.Data("obs_analyte", lay.obs_analyte, dims="obs")
         pm.Data("subject_group", group_idx, dims="subject")
         structure = ParameterStructure(model, options, dataset)
+        fold = Fold.of(structure)
+        locations = fold.locations() if fold else {}
         columns = []
         for p in model.parameters:
             if p.name in options.fixed:
                 columns.append(pt.as_tensor(np.full(len(dataset.subject_ids), options.fixed[p.name])))
             else:
-                columns.append(structure.tensor(p.name, group_idx))
+                columns.append(structure.tensor(p.name, group_idx, locations.get(p.name)))
         inputs = pt.as_tensor(subject_inputs(model, dataset))
         theta = pm.Deterministic("theta", pt.concatenate([pt.stack(columns, axis=1), inputs], axis=1),
                                  dims=("subject", "theta_name"))
@@ -281,6 +287,7 @@ def build_model(
         options.measurement.observe("log_y", log_mu, sigma[lay.obs_analyte], lower, upper, log_value,
                                     dims="obs")
     pm_model.ode_op = op
+    pm_model.fold = fold
     return pm_model
 
 

@@ -580,7 +580,8 @@ def _evidence(named, method: str | None, seed: int, *, smc_particles: int, smc_r
             if method == "smc":
                 ev[name] = smc_evidence(density.model, draws=smc_particles, runs=smc_runs, seed=seed + i)
             else:
-                ev[name] = bridge_sampling(density, density.unconstrained(idata.posterior), seed=seed + i)
+                draws = density.unconstrained(idata.posterior, seed + i)
+                ev[name] = bridge_sampling(density, draws, seed=seed + i)
         except ModelError as error:
             notes.append(f"{name}: no marginal likelihood ({error}).")
     return ev, densities, notes
@@ -596,6 +597,9 @@ def _savage_dickey(named, declarations, densities, ev) -> list[dict]:
         prior = record.options.priors.get(parameter, record.ode_model.parameter(parameter).prior)
         row = {"null": null, "alternative": alt}
         reason = savage_dickey_undefined(parameter, value, prior)
+        if reason is None and parameter not in {rv.name for rv in densities[alt].model.free_RVs}:
+            reason = (f"{parameter} is sampled jointly with its flip-flop partner (inference.fold), not "
+                      "on a coordinate of its own; the bridge-sampling Bayes factor stands alone")
         if reason is None:
             ratio = savage_dickey_ratio(densities[alt], named[alt].posterior, parameter, value, prior)
             row |= ratio.to_dict() | {"not_computed": None}

@@ -38,6 +38,7 @@ from scipy.special import logsumexp
 
 from models import ModelError, Prior
 
+from .fold import symmetrise
 from .loo import quiet_psis
 from .priors import LINKS, prior_kind, unconstrained
 
@@ -140,11 +141,17 @@ class LogDensity:
             self._rv_names.append(rv.name)
         return pytensor.function(inputs, outputs, on_unused_input="ignore")
 
-    def unconstrained(self, posterior: xr.Dataset) -> np.ndarray:
-        """Map a posterior (chain, draw, ...) of the model's variables to (chain, draw, dim)."""
+    def unconstrained(self, posterior: xr.Dataset, seed: int = 0) -> np.ndarray:
+        """Map a posterior (chain, draw, ...) of the model's variables to (chain, draw, dim).
+
+        A fit's flip-flop draws are resolved; they are made symmetric again here with ``seed``
+        (:func:`inference.fold.symmetrise`), as the model's log density is.
+        """
         missing = [n for n in self._rv_names if n not in posterior]
         if missing:
             raise ModelError(f"the posterior lacks the model's variables {missing}")
+        if getattr(self.model, "fold", None) is not None:
+            posterior = symmetrise(posterior, np.random.default_rng(seed))
         arrays = [np.asarray(posterior[n].values, dtype=float) for n in self._rv_names]
         values = self._forward(*arrays)
         chains, draws = arrays[0].shape[:2]
@@ -160,8 +167,18 @@ class LogDensity:
         return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
 
     def value_name(self, rv_name: str) -> str:
-        """Return the value variable of a random variable (``"r"`` -> ``"r_logodds__"``)."""
-        return self.model.rvs_to_values[self.model[rv_name]].name
+        """Return the value variable of a random variable (``"r"`` -> ``"r_logodds__"``).
+
+        Raises
+        ------
+        ModelError
+            ``rv_name`` is not a free variable (e.g. a rate of a flip-flop pair, :mod:`inference.fold`).
+        """
+        rv = self.model.named_vars.get(rv_name)
+        if rv not in self.model.rvs_to_values:
+            raise ModelError(f"{rv_name} is not a free variable of the model (free: "
+                             f"{[v.name for v in self.model.free_RVs]})")
+        return self.model.rvs_to_values[rv].name
 
     def evaluate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Log posterior (with Jacobian) and log likelihood at points ``x`` (..., dim).
@@ -518,7 +535,7 @@ def log_marginal_likelihood(idata: az.InferenceData, method: str = "bridge", *,
         density = LogDensity(rebuild_model(idata))
     if method == "smc":
         return smc_evidence(density.model, draws=smc_draws, runs=smc_runs, seed=seed)
-    return bridge_sampling(density, density.unconstrained(idata.posterior), seed=seed)
+    return bridge_sampling(density, density.unconstrained(idata.posterior, seed), seed=seed)
 
 
 def rebuild_model(idata: az.InferenceData) -> pm.Model:

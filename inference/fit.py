@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import arviz as az
+import numpy as np
 import pymc as pm
 
 from models import ModelError, OdeModel, get_model
@@ -27,6 +28,7 @@ from models import ModelError, OdeModel, get_model
 from .build import ModelOptions, build_model, default_options
 from .data import Dataset
 from .files import write_atomically
+from .fold import resolve
 from .record import RESULT_ATTRS, ResultError, RunRecord, write_record
 from .sampler import SamplerSettings
 
@@ -133,6 +135,8 @@ def fit(
             )
     sampling_seconds = time.perf_counter() - start - compile_seconds
     failures = op.failures.reset()
+    if pm_model.fold is not None:
+        idata.posterior = resolve(idata.posterior, pm_model, np.random.default_rng(seed))
     with pm_model:
         pm.compute_log_likelihood(idata, var_names=["log_y"], progressbar=False)
         idata.extend(pm.sample_posterior_predictive(

@@ -26,6 +26,7 @@ from models import OdeModel, get_model, solve
 
 from .build import ModelOptions, build_model, layout, subject_events
 from .data import Dataset
+from .fold import resolve
 
 __all__ = ["CENSORED_CODES", "Predictive", "posterior_predictive", "predict", "prior_predictive",
            "sample_prior"]
@@ -339,8 +340,14 @@ def sample_prior(
         plus ``observed_data`` and ``constant_data``.
     """
     pm_model = build_model(model, dataset, options)
+    if pm_model.fold is not None and var_names is not None:
+        # Resolving the flip-flop pair recomputes deterministics from every free parameter.
+        var_names = list(dict.fromkeys([*var_names, *(v.name for v in pm_model.free_RVs)]))
     with pm_model:
-        return pm.sample_prior_predictive(draws=draws, random_seed=seed, var_names=var_names)
+        idata = pm.sample_prior_predictive(draws=draws, random_seed=seed, var_names=var_names)
+    if pm_model.fold is not None:
+        idata.prior = resolve(idata.prior, pm_model, np.random.default_rng(seed))
+    return idata
 
 
 def prior_predictive(

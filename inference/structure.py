@@ -78,14 +78,22 @@ class ParameterStructure:
         return (subjects[columns].to_numpy(float) - x.mean(axis=0)) / sd
 
     # ---- PyTensor face --------------------------------------------------------------------------
-    def tensor(self, name: str, group_index: np.ndarray):
-        """Per-subject values of one free parameter, a PyTensor vector (inside a PyMC model)."""
+    def tensor(self, name: str, group_index: np.ndarray, location=None):
+        """Per-subject values of one free parameter, a PyTensor vector (inside a PyMC model).
+
+        ``location``: the parameter (or, with subject effects, its population location ``_mu``)
+        on the link scale, where it is sampled jointly with others (:mod:`inference.fold`); None:
+        it gets its own prior here.
+        """
         n = len(self.dataset.subject_ids)
         prior = self.prior(name)
-        if not self.is_structured(name):
-            return to_pymc(name, prior) * pt.ones(n)
         link = unconstrained(prior)
-        mu = pm.Normal(f"{name}_mu", link.mean, link.sd)
+        if not self.is_structured(name):
+            if location is None:
+                return to_pymc(name, prior) * pt.ones(n)
+            return pm.Deterministic(name, link.inverse(location)) * pt.ones(n)
+        mu = (pm.Normal(f"{name}_mu", link.mean, link.sd) if location is None
+              else pm.Deterministic(f"{name}_mu", location))
         eta = mu * pt.ones(n)
         if name in self.options.group_effects:
             effect = pm.Normal(f"{name}_group", 0.0, 1.0, dims="group_effect")

@@ -5,6 +5,7 @@ from .simulate import SolverError, simulate
 from .solvers import Event, Solution, SolverSettings, solve
 from .spec import (
     Beta,
+    FlipFlop,
     Gamma,
     HalfNormal,
     Input,
@@ -25,6 +26,7 @@ __all__ = [
     "MODELS",
     "Beta",
     "Event",
+    "FlipFlop",
     "Gamma",
     "HalfNormal",
     "Input",

@@ -245,6 +245,26 @@ class Ridge:
 
 
 @dataclass(frozen=True)
+class FlipFlop:
+    """Two first-order rates in series that no data can order (flip-flop kinetics).
+
+    The observables depend on ``rates`` (k_1, k_2) and on the ``gains`` (production per unit of
+    the state between the two rates) only through the unordered pair {k_1, k_2} and the products
+    gain * k_1: swapping the rates and scaling every gain by k_1 / k_2 changes no observable.
+    Fits sample the pair in coordinates where that swap is a reflection
+    (:mod:`inference.fold`).
+    """
+
+    rates: tuple[str, str]
+    gains: tuple[str, ...]
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The rates, then the gains."""
+        return (*self.rates, *self.gains)
+
+
+@dataclass(frozen=True)
 class Resistance:
     """How glucocorticoid resistance is read from a model.
 
@@ -340,6 +360,8 @@ class OdeModel:
         spreads of the literature).
     ridges
         Known ridges: parameters the data inform only in combination.
+    flip_flop
+        A pair of rates the data cannot order, with the gains that make the swap exact.
     resistance
         How GC resistance is read from the model (None: the model has no notion of it).
     source
@@ -359,6 +381,7 @@ class OdeModel:
     time_unit: str = "h"
     cohort_random_effects: tuple[str, ...] = ()
     ridges: tuple[Ridge, ...] = ()
+    flip_flop: FlipFlop | None = None
     resistance: Resistance | None = None
     source: ModelSource | None = field(default=None, repr=False, compare=False)
 
@@ -381,16 +404,17 @@ class OdeModel:
                 raise ModelError(
                     f"model {self.name}: observable {obs.analyte} reads unknown state {obs.state}"
                 )
-        unknown = [n for n in (*self.cohort_random_effects, *(p for r in self.ridges for p in r.parameters))
-                   if n not in self.parameter_names]
+        named = (*self.cohort_random_effects, *(p for r in self.ridges for p in r.parameters),
+                 *(self.flip_flop.parameters if self.flip_flop else ()))
+        unknown = [n for n in named if n not in self.parameter_names]
         if self.resistance is not None:
             if self.resistance.parameter not in (None, *self.parameter_names):
                 unknown.append(self.resistance.parameter)
             if self.resistance.one_minus_state not in (None, *self.state_names):
                 unknown.append(self.resistance.one_minus_state)
         if unknown:
-            raise ModelError(f"model {self.name}: cohort effects, ridges or resistance name unknown "
-                             f"parameters or states {unknown}")
+            raise ModelError(f"model {self.name}: cohort effects, ridges, flip-flop or resistance name "
+                             f"unknown parameters or states {unknown}")
         for label, produced in (
             ("rhs", self.rhs(*self._float_namespaces(), FLOAT_MATH)),
             ("initial", self.initial(*self._float_namespaces()[1:], FLOAT_MATH)),

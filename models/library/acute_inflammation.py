@@ -37,5 +37,6 @@ MODEL = OdeModel(
     initial=initial,
     cohort_random_effects=P.COHORT_RANDOM_EFFECTS + ("r",),
     ridges=(P.SUPPRESSION_RIDGE,),
+    flip_flop=P.FLIP_FLOP,
     resistance=Resistance(parameter="r"),
 )

@@ -71,5 +71,6 @@ MODEL = OdeModel(
     rhs=rhs,
     initial=initial,
     cohort_random_effects=P.COHORT_RANDOM_EFFECTS,
+    flip_flop=P.FLIP_FLOP,
     resistance=Resistance(one_minus_state="R"),
 )

@@ -7,7 +7,7 @@ human 2 ng/kg endotoxin challenge: TNF peak ~300 pg/mL at ~1.5 h, IL-6 peak ~800
 cortisol peak at ~3 h (Janum cohort, Brady et al. 2018; literature note section 8).
 """
 
-from ..spec import Beta, Input, LogNormal, Parameter, Ridge, State
+from ..spec import Beta, FlipFlop, Input, LogNormal, Parameter, Ridge, State
 
 ENDOTOXIN = State("L", "ng/kg", "circulating endotoxin (LPS)")
 MONOCYTES = State("M", "ng/kg", "monocyte activation, in endotoxin-equivalents")
@@ -80,6 +80,10 @@ r = Parameter(
 # baseline (the literature note's between-subject spreads are largest there), plus a model's own
 # GC resistance where it is a parameter.
 COHORT_RANDOM_EFFECTS = ("k_T", "k_IT", "k_C", "C_b")
+
+# k_L and d_M enter only through M(t) = dose k_L (e^{-d_M t} - e^{-k_L t}) / (k_L - d_M), times the
+# gains k_T and k_I: one challenge fixes the slower rate, not which of the two it is.
+FLIP_FLOP = FlipFlop(("k_L", "d_M"), ("k_T", "k_I"))
 
 # Literature note, section 7: suppression depends on r and K_C only through K_C / (1 - r).
 SUPPRESSION_RIDGE = Ridge(

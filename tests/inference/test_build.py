@@ -91,14 +91,15 @@ def test_student_t_likelihood_has_heavier_tails(single, truth):
 def test_single_subject_parameters_use_library_priors(single):
     pm_model = build_model(MODEL, single)
     free = {rv.name for rv in pm_model.free_RVs}
-    assert free == set(MODEL.parameter_names) | {"sigma"}
+    # The flip-flop pair and its gains are sampled as one vector (tests/inference/test_fold.py).
+    assert free == set(MODEL.parameter_names) - set(MODEL.flip_flop.parameters) | {"flip_flop", "sigma"}
     assert pm_model["theta"].type.shape[1] in (None, len(MODEL.theta_names))
-    # The prior of k_T is the library's LogNormal(1800, 0.82).
+    # The prior of d_T is the library's LogNormal(2, 0.3).
     point = pm_model.initial_point()
-    point["k_T_log__"] = np.log(1800.0)
+    point["d_T_log__"] = np.log(2.5)
     # logp on the log scale includes the Jacobian: log pdf(x) + log x.
-    expected = scipy.stats.lognorm(0.82, scale=1800).logpdf(1800.0) + np.log(1800.0)
-    assert _evaluate(pm_model, pm_model.logp(vars=[pm_model["k_T"]]), point) == pytest.approx(
+    expected = scipy.stats.lognorm(0.3, scale=2.0).logpdf(2.5) + np.log(2.5)
+    assert _evaluate(pm_model, pm_model.logp(vars=[pm_model["d_T"]]), point) == pytest.approx(
         expected, rel=1e-9
     )
 
@@ -112,7 +113,8 @@ def test_cohort_structure_random_group_and_covariate_effects(cohort):
     )
     pm_model = build_model(MODEL, cohort, options)
     free = {rv.name for rv in pm_model.free_RVs}
-    assert {"k_T_mu", "k_T_sd", "k_T_z", "r_mu", "r_sd", "r_z", "r_group", "r_beta"} <= free
+    assert {"k_T_sd", "k_T_z", "r_mu", "r_sd", "r_z", "r_group", "r_beta"} <= free
+    assert "k_T_mu" not in free  # a deterministic of the flip-flop fold (tests/inference/test_fold.py)
     assert "K_C" not in free and "k_T" not in free
     assert pm_model.named_vars_to_dims["r"] == ("subject",)
     assert list(pm_model.coords["group_effect"]) == ["chronic_stress"]

@@ -198,12 +198,14 @@ def test_resting_subject_moves_only_by_the_documented_tnf_drive_of_il6(model):
 
 
 @pytest.mark.parametrize("model", list(MODELS.values()), ids=list(MODELS))
-def test_k_L_and_d_M_are_a_true_flip_flop_pair(model):
+def test_the_declared_flip_flop_pair_is_exact(model):
     # Swapping k_L and d_M and scaling the gains k_T, k_I by k_L / d_M leaves every observable
     # unchanged, so no data can order the pair (README, Scaling: the two-armed posterior).
+    assert model.flip_flop.parameters == ("k_L", "d_M", "k_T", "k_I")
     p = model.defaults()
-    swapped = {**p, "k_L": p["d_M"], "d_M": p["k_L"], "k_T": p["k_T"] * p["k_L"] / p["d_M"],
-               "k_I": p["k_I"] * p["k_L"] / p["d_M"]}
+    k1, k2 = model.flip_flop.rates
+    ratio = p[k1] / p[k2]
+    swapped = {**p, k1: p[k2], k2: p[k1], **{g: p[g] * ratio for g in model.flip_flop.gains}}
     times = np.linspace(0.0, 24.0, 25)
     settings = SolverSettings(method="rodas5", rtol=1e-10, atol=1e-10)
     observed = [model.state_names.index(o.state) for o in model.observables]
