@@ -580,8 +580,7 @@ def _evidence(named, method: str | None, seed: int, *, smc_particles: int, smc_r
             if method == "smc":
                 ev[name] = smc_evidence(density.model, draws=smc_particles, runs=smc_runs, seed=seed + i)
             else:
-                draws = density.unconstrained(idata.posterior, seed + i)
-                ev[name] = bridge_sampling(density, draws, seed=seed + i)
+                ev[name] = bridge_sampling(density, density.unconstrained(idata.posterior), seed=seed + i)
         except ModelError as error:
             notes.append(f"{name}: no marginal likelihood ({error}).")
     return ev, densities, notes

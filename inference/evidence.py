@@ -38,7 +38,7 @@ from scipy.special import logsumexp
 
 from models import ModelError, Prior
 
-from .fold import symmetrise
+from .fold import FOLD_VARIABLE
 from .loo import quiet_psis
 from .priors import LINKS, prior_kind, unconstrained
 
@@ -103,7 +103,12 @@ class LogDensity:
     ``log_posterior`` is the joint log density of data and parameters including the log-Jacobian
     of the transforms (the sampler's target); ``log_likelihood`` is the log density of the
     observed variables alone. Both are compiled once (PyTensor's default C backend, cached on
-    disk), so evaluating thousands of points is cheap.
+    disk), so evaluating thousands of points is cheap. Where the model samples a flip-flop pair
+    folded (``pm_model.fold``), ``log_posterior`` is that of the declared model at the ordering
+    as given (its prior in the fold's coordinates: 2 p_v(v(u)), with the same normalising
+    constant): the sampler's symmetric target plus log 2 and the log probability of keeping that
+    ordering (:meth:`inference.fold.Fold.keep_probability`). :func:`inference.fold.resolve` gives
+    a fit's stored draws this distribution.
     """
 
     def __init__(self, pm_model: pm.Model) -> None:
@@ -120,6 +125,7 @@ class LogDensity:
             inputs=self.value_vars, point_fn=False, on_unused_input="ignore",
         )
         self._forward = self._compile_forward()
+        self.fold = getattr(pm_model, "fold", None)
 
     def _compile_forward(self):
         """Compile constrained draws (any leading batch dimensions) -> unconstrained values."""
@@ -141,17 +147,11 @@ class LogDensity:
             self._rv_names.append(rv.name)
         return pytensor.function(inputs, outputs, on_unused_input="ignore")
 
-    def unconstrained(self, posterior: xr.Dataset, seed: int = 0) -> np.ndarray:
-        """Map a posterior (chain, draw, ...) of the model's variables to (chain, draw, dim).
-
-        A fit's flip-flop draws are resolved; they are made symmetric again here with ``seed``
-        (:func:`inference.fold.symmetrise`), as the model's log density is.
-        """
+    def unconstrained(self, posterior: xr.Dataset) -> np.ndarray:
+        """Map a posterior (chain, draw, ...) of the model's variables to (chain, draw, dim)."""
         missing = [n for n in self._rv_names if n not in posterior]
         if missing:
             raise ModelError(f"the posterior lacks the model's variables {missing}")
-        if getattr(self.model, "fold", None) is not None:
-            posterior = symmetrise(posterior, np.random.default_rng(seed))
         arrays = [np.asarray(posterior[n].values, dtype=float) for n in self._rv_names]
         values = self._forward(*arrays)
         chains, draws = arrays[0].shape[:2]
@@ -193,6 +193,9 @@ class LogDensity:
         for i, point in enumerate(flat):
             a, b = self._fn(*self._point(point))
             logp[i], loglik[i] = float(a), float(b)
+        if self.fold is not None:
+            with np.errstate(divide="ignore"):
+                logp += np.log(2 * self.fold.keep_probability(flat[:, self.index(FOLD_VARIABLE)]))
         logp[~np.isfinite(logp)] = -np.inf
         loglik[~np.isfinite(loglik)] = -np.inf
         return logp.reshape(x.shape[:-1]), loglik.reshape(x.shape[:-1])
@@ -535,7 +538,7 @@ def log_marginal_likelihood(idata: az.InferenceData, method: str = "bridge", *,
         density = LogDensity(rebuild_model(idata))
     if method == "smc":
         return smc_evidence(density.model, draws=smc_draws, runs=smc_runs, seed=seed)
-    return bridge_sampling(density, density.unconstrained(idata.posterior, seed), seed=seed)
+    return bridge_sampling(density, density.unconstrained(idata.posterior), seed=seed)
 
 
 def rebuild_model(idata: az.InferenceData) -> pm.Model:

@@ -43,7 +43,7 @@ from .priors import unconstrained
 if TYPE_CHECKING:
     from .structure import ParameterStructure
 
-__all__ = ["FOLD_VARIABLE", "Fold", "resolve", "symmetrise"]
+__all__ = ["FOLD_DIM", "FOLD_VARIABLE", "Fold", "resolve"]
 
 #: Name of the sampled vector (a, b, h_1, ...) and of its dimension.
 FOLD_VARIABLE = "flip_flop"
@@ -153,14 +153,3 @@ def resolve(draws: xr.Dataset, pm_model: pm.Model, rng: np.random.Generator) -> 
         return draws
     new = pm.compute_deterministics(draws, var_names=names, model=pm_model, progressbar=False)
     return draws.assign({name: new[name] for name in names})
-
-
-def symmetrise(draws: xr.Dataset, rng: np.random.Generator) -> xr.Dataset:
-    """Give the sign of every draw's b a fair coin: draws of the sampled (symmetric) posterior.
-
-    Bridge sampling evaluates the model's own log density, which is symmetric in b; the stored
-    draws are resolved (:func:`resolve`) and must be made symmetric again first.
-    """
-    u = np.array(draws[FOLD_VARIABLE].values, dtype=float)
-    u[..., 1] *= rng.choice([-1.0, 1.0], size=u.shape[:-1])
-    return draws.assign({FOLD_VARIABLE: (draws[FOLD_VARIABLE].dims, u)})
