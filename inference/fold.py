@@ -15,8 +15,10 @@ the declared prior of the log parameters ``v = (a + b, a - b, h - a - b)`` (the 
 mixture and the Jacobian 2 cancel). It is a proper density with the same marginal likelihood, and
 as the likelihood is even in b, so is the posterior: a chain samples it correctly from either
 half. :func:`resolve` then gives each draw its ordering from the exact conditional
-``P(sign | a, |b|, h) ∝ p_v(v(a, ±|b|, h))`` (the likelihood is the same for both), so the stored
-draws of the rates and gains follow the posterior of the declared model.
+``P(sign | a, |b|, h) ∝ p_v(v(a, ±|b|, h))`` (the likelihood is the same for both, to the
+solver's tolerance), so the stored draws of the rates and gains follow the posterior of the
+declared model. Bridge sampling evaluates that model's density at the ordering as drawn
+(:class:`~inference.evidence.LogDensity`).
 
 The fold applies when both rates and every gain are free, the rates are shared by all subjects,
 and every prior is normal on the log scale: a ``LogNormal`` for a shared parameter, and any
