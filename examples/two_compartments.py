@@ -6,6 +6,10 @@
 
 Fit it with ``cytokine-balance fit DATA.csv --model examples/two_compartments.py:TWO``. Any
 identifier names a state or parameter (``S``, ``y``, ``th`` included).
+
+``ka`` and ``th`` are a flip-flop pair: swapping them and scaling ``dose0`` by ka / th gives the
+same curve. With log-normal priors on all three, ``flip_flop=FlipFlop(("ka", "th"), ("dose0",))``
+in ``OdeModel`` makes fits sample the pair folded (README, Models: the flip-flop pair).
 """
 
 from models import HalfNormal, LogNormal, Observable, OdeModel, Parameter, State
