@@ -12,8 +12,8 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs_top_to_bottom(path, monkeypatch):
-    monkeypatch.setenv("CYTOKINE_BALANCE_DRAWS", "300")
-    monkeypatch.setenv("CYTOKINE_BALANCE_TUNE", "300")
+    monkeypatch.setenv("CYTOKINE_BALANCE_DRAWS", "200")
+    monkeypatch.setenv("CYTOKINE_BALANCE_TUNE", "200")
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(
         notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
@@ -27,4 +27,4 @@ def test_notebook_runs_top_to_bottom(path, monkeypatch):
     assert len(images) >= 2
     if any("build_report(" in cell.source for cell in notebook.cells):
         assert any("data:image/png;base64," in h for h in html)
-    assert os.environ.get("CYTOKINE_BALANCE_DRAWS") == "300"
+    assert os.environ.get("CYTOKINE_BALANCE_DRAWS") == "200"
