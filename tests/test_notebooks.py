@@ -10,7 +10,9 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+@pytest.mark.parametrize(
+    "path", [pytest.param(p, id=p.name, marks=pytest.mark.xdist_group(p.name)) for p in NOTEBOOKS]
+)
 def test_notebook_runs_top_to_bottom(path, monkeypatch):
     monkeypatch.setenv("CYTOKINE_BALANCE_DRAWS", "200")
     monkeypatch.setenv("CYTOKINE_BALANCE_TUNE", "200")

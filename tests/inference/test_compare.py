@@ -443,7 +443,7 @@ def test_the_cli_compares_saved_fits_and_never_overwrites_without_force(fitted, 
 
 # ---- the shipped hypotheses on the full cohorts (slow) ----------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("cohort", COHORTS)
+@pytest.mark.parametrize("cohort", [pytest.param(c, marks=pytest.mark.xdist_group(c)) for c in COHORTS])
 def test_the_shipped_hypotheses_rank_the_generating_one_first_or_level_on_the_full_cohort(cohort):
     """data/hypotheses_gc.toml's H0-H2 (random effects, K_C prior) on all 12 subjects, with nutpie.
 
