@@ -74,7 +74,8 @@ def simulate_dataset(
         Fraction of the samples after 0 h that are dropped (``round(fraction * count)`` samples
         chosen at random); baseline samples are always kept.
     method
-        Solver method, ``"explicit"`` or ``"stiff"``.
+        Solver method, a name in ``models.solvers.registry.METHODS`` (the simulation runs at
+        rtol 1e-6); the default, explicit, is the one the shipped simulated datasets were made with.
 
     Returns
     -------

@@ -141,7 +141,7 @@ def plot_subject_predictive(predictive: Predictive, dataset: Dataset, subject: s
             ax.axhline(uloq, color=CENSORED_COLOUR, lw=1, ls=":", alpha=0.8)
         if log_scale.get(a, False):
             log_axis(ax, "y")
-        ax.set_xlabel("time since endotoxin (h)")
+        ax.set_xlabel("time since the challenge (h)")
         ax.set_ylabel(f"{a} ({units.get(a, '')})")
         ax.set_title(f"{a}" + ("" if len(rows) else " (not measured)"))
         span = time[-1] - time[0]

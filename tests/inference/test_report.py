@@ -174,7 +174,7 @@ def test_predictive_figure_is_readable(single_report, single_result):
         assert [ax.get_title() for ax in axes] == ["TNF", "IL6", "cortisol"]
         assert [ax.get_yscale() for ax in axes] == ["log", "log", "linear"]
         assert [ax.get_ylabel() for ax in axes] == ["TNF (pg/mL)", "IL6 (pg/mL)", "cortisol (nmol/L)"]
-        assert all(ax.get_xlabel() == "time since endotoxin (h)" for ax in axes)
+        assert all(ax.get_xlabel() == "time since the challenge (h)" for ax in axes)
         legend = [t.get_text() for t in fig.legends[0].get_texts()]
         assert "below LLOQ (drawn at LLOQ)" in legend and "90% predictive interval" in legend
     finally:
